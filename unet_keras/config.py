@@ -1,0 +1,106 @@
+"""The one description of the network: :class:`ArchConfig`.
+
+Both the Keras model (:func:`unet_keras.model.build_unet`) and the PyTorch mirror
+(:mod:`unet_keras.torch_mirror`) are built from this dataclass, so they cannot drift.
+It round-trips through ``to_dict``/``from_dict`` and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Architecture of the U-Net.
+
+    Attributes:
+        input_shape: ``(H, W, C)``; ``H``/``W`` may be ``None`` for a size-agnostic model, in
+            which case any H, W divisible by ``2**depth`` is accepted. Default: the paper's
+            ``(256, 256, 3)``.
+        base_filters: filters of the first DownConv block; block ``i`` (1-based) has
+            ``base_filters * 2**(i-1)``, the bottleneck ``base_filters * 2**depth``. Paper: 64.
+        depth: number of DownConv (and UpConv) blocks, i.e. of 2x2 max-poolings. Paper: 4.
+        dropout: dropout rate; 0 disables it. When > 0, a ``Dropout`` layer follows the
+            bottleneck block and each UpConv block's concatenation (active only in training).
+        attention: additive attention gates (Oktay et al. 2018, "Attention U-Net") on every
+            skip connection, gated by the upsampled decoder features.
+        transpose_kernel: kernel size of the stride-2 ``Conv2DTranspose`` upsampling (2 = the
+            paper's 2x2 "up-convolution").
+        bn_momentum: BatchNormalization moving-average momentum (Keras convention).
+        bn_epsilon: BatchNormalization epsilon.
+    """
+
+    input_shape: tuple[int | None, int | None, int] = (256, 256, 3)
+    base_filters: int = 64
+    depth: int = 4
+    dropout: float = 0.0
+    attention: bool = False
+    transpose_kernel: int = 2
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.input_shape)
+        object.__setattr__(self, "input_shape", shape)
+        if len(shape) != 3:
+            raise ValueError(f"input_shape must be (H, W, C), got {shape}")
+        if not isinstance(shape[2], int) or shape[2] < 1:
+            raise ValueError(f"input_shape channels must be a positive int, got {shape[2]}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if self.base_filters < 1:
+            raise ValueError(f"base_filters must be >= 1, got {self.base_filters}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.transpose_kernel < 1:
+            raise ValueError(f"transpose_kernel must be >= 1, got {self.transpose_kernel}")
+        multiple = 2**self.depth
+        for dim in shape[:2]:
+            if dim is not None and dim % multiple:
+                raise ValueError(
+                    f"input H and W must be divisible by 2**depth = {multiple}, got {shape[:2]}"
+                )
+
+    @property
+    def channels(self) -> int:
+        """Number of input channels."""
+        return int(self.input_shape[2])
+
+    @property
+    def size_multiple(self) -> int:
+        """H and W of an input must be multiples of this (``2**depth``)."""
+        return 2**self.depth
+
+    def filters(self, level: int) -> int:
+        """Filters at encoder level ``level`` (1..depth); ``depth + 1`` is the bottleneck."""
+        return self.base_filters * 2 ** (level - 1)
+
+    def replace(self, **changes: Any) -> ArchConfig:
+        """A copy with some fields changed."""
+        return ArchConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ArchConfig fields: {sorted(unknown)}")
+        d = dict(d)
+        if "input_shape" in d:
+            d["input_shape"] = tuple(d["input_shape"])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchConfig:
+        return cls.from_dict(json.loads(text))

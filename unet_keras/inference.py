@@ -1,0 +1,78 @@
+"""Prediction at any input size: pad (reflect) to the model's size multiple, crop back.
+
+A model built with ``input_shape=(None, None, C)`` accepts any H, W divisible by ``2**depth``;
+:func:`predict_any_size` pads a slice of any size up to the next multiple and crops the
+probabilities back, so a 512x512, 256x256 or 333x517 slice gets a mask of its own size. A model
+with a fixed input size gets the slice resized to that size (area) and the probabilities resized
+back (linear).
+"""
+
+from __future__ import annotations
+
+import cv2
+import keras
+import numpy as np
+
+
+def _size_multiple(model: keras.Model) -> int:
+    pools = [la for la in model.layers if isinstance(la, keras.layers.MaxPooling2D)]
+    return 2 ** len(pools)
+
+
+def _as_batch(images: np.ndarray, channels: int) -> np.ndarray:
+    """``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` -> float32 ``(N, H, W, channels)``."""
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], channels, axis=-1)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise ValueError(
+            f"expected an image of shape (H, W), (H, W, {channels}) or (N, H, W, {channels}); "
+            f"got an array of rank {np.asarray(images).ndim} with shape {np.asarray(images).shape}"
+        )
+    if x.shape[-1] == 1 and channels > 1:
+        x = np.repeat(x, channels, axis=-1)
+    if x.shape[-1] != channels:
+        raise ValueError(
+            f"the model expects {channels} channel(s); got an image with {x.shape[-1]} "
+            f"(shape {np.asarray(images).shape})"
+        )
+    return x
+
+
+def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
+    """Tumor probabilities for images of any size.
+
+    Args:
+        model: a U-Net from :func:`unet_keras.model.build_unet` (fixed or ``None`` H/W).
+        image: ``(H, W)`` grayscale (replicated to the model's channels), ``(H, W, C)`` or a
+            batch ``(N, H, W, C)`` of equal-size images, intensities in [0, 1].
+        batch_size: images per forward pass.
+
+    Returns:
+        float32 probabilities in [0, 1]: ``(H, W)`` for a single image, ``(N, H, W)`` for a batch.
+    """
+    _, in_h, in_w, channels = model.input_shape
+    single = np.asarray(image).ndim in (2, 3)
+    x = _as_batch(image, channels)
+    n, h, w, _ = x.shape
+    if in_h is not None and in_w is not None:
+        if (h, w) != (in_h, in_w):
+            x = np.stack([_resize(im, in_w, in_h, cv2.INTER_AREA) for im in x])
+        probs = model.predict(x, batch_size=batch_size, verbose=0)[..., 0]
+        if (h, w) != (in_h, in_w):
+            probs = np.stack([_resize(p, w, h, cv2.INTER_LINEAR) for p in probs])
+    else:
+        m = _size_multiple(model)
+        ph, pw = (-h) % m, (-w) % m
+        mode = "reflect" if ph < h and pw < w else "edge"
+        x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
+        probs = model.predict(x, batch_size=batch_size, verbose=0)[:, :h, :w, 0]
+    probs = probs.astype(np.float32)
+    return probs[0] if single else probs
+
+
+def _resize(a: np.ndarray, w: int, h: int, interpolation: int) -> np.ndarray:
+    out = cv2.resize(a, (w, h), interpolation=interpolation)
+    return out.reshape(h, w, *a.shape[2:]) if a.ndim == 3 else out

@@ -1,0 +1,55 @@
+"""Training losses: the paper's negative Dice, and BCE + Dice.
+
+``dice_loss = -dice_coef`` (pooled over the batch, smooth ``s``), so a perfect model logs -1.0,
+as in the paper's logs ("Loss: -0.9047"). Both losses are Keras-serializable classes, so a
+saved ``.keras`` model reloads with ``safe_mode=True`` and no ``custom_objects`` once
+``unet_keras`` is imported.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from unet_keras.metrics import PACKAGE, dice_coef
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DiceLoss(keras.losses.Loss):
+    """``-dice_coef(y_true, y_pred, smooth)`` over the whole batch; range ``[-1, 0)``."""
+
+    def __init__(self, smooth: float = 1.0, name: str = "dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        return -dice_coef(y_true, y_pred, self.smooth)
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BCEDiceLoss(keras.losses.Loss):
+    """Binary cross-entropy (mean over pixels) minus pooled Dice: ``BCE - Dice``."""
+
+    def __init__(self, smooth: float = 1.0, name: str = "bce_dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
+        return bce - dice_coef(y_true, y_pred, self.smooth)
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+def get_loss(name: str, smooth: float = 1.0) -> keras.losses.Loss:
+    """``"dice"`` (the paper's) or ``"bce_dice"``."""
+    losses = {"dice": DiceLoss, "bce_dice": BCEDiceLoss}
+    if name not in losses:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(losses)}")
+    return losses[name](smooth=smooth)
