@@ -1,0 +1,67 @@
+"""Data: readers (Figshare ``.mat``, Kaggle LGG TIFF, image/mask folders), preprocessing,
+grouped splits and ``tf.data`` pipelines.
+
+``SAMPLE_DIR`` is the bundled real sample (``data/sample`` of the repository: Figshare slices
+in the ``images/`` + ``masks/`` layout), used when no ``--data`` is given.
+"""
+
+from pathlib import Path
+
+from unet_keras.data.pipeline import augment_pair, make_dataset, make_file_dataset
+from unet_keras.data.preprocess import (
+    load_arrays,
+    preprocess_image,
+    preprocess_mask,
+    scale_intensity,
+    to_grayscale,
+)
+from unet_keras.data.readers import (
+    FORMATS,
+    detect_format,
+    list_files,
+    read_dataset,
+    read_image_bytes,
+    read_image_file,
+    read_mask_bytes,
+    read_slice,
+)
+from unet_keras.data.records import DataError, Slice, binarize_mask
+from unet_keras.data.splits import (
+    SPLIT_BY,
+    default_split_by,
+    kfold_records,
+    read_split_json,
+    split_records,
+    write_split_json,
+)
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+
+__all__ = [
+    "FORMATS",
+    "SAMPLE_DIR",
+    "SPLIT_BY",
+    "DataError",
+    "Slice",
+    "augment_pair",
+    "binarize_mask",
+    "default_split_by",
+    "detect_format",
+    "kfold_records",
+    "list_files",
+    "load_arrays",
+    "make_dataset",
+    "make_file_dataset",
+    "preprocess_image",
+    "preprocess_mask",
+    "read_dataset",
+    "read_image_bytes",
+    "read_image_file",
+    "read_mask_bytes",
+    "read_slice",
+    "read_split_json",
+    "scale_intensity",
+    "split_records",
+    "to_grayscale",
+    "write_split_json",
+]

@@ -1,0 +1,98 @@
+"""Preprocessing as the paper states it: grayscale, intensity scaling to [0, 1], resize.
+
+* Grayscale: colour images (``(H, W, 3|4)``, RGB order; alpha dropped) become ITU-R BT.601 luma
+  ``0.299 R + 0.587 G + 0.114 B``, computed in float32 so any dtype works (for LGG TIFFs this
+  mixes the three MRI sequences into one channel, as the paper's grayscale step implies).
+* Scaling: **per-image min-max**, ``(x - min) / (max - min)`` over the slice, in float32. It maps
+  ``uint8`` PNGs, ``int16`` Figshare ``.mat`` slices (raw values up to a few thousand, sometimes
+  negative) and 16-bit TIFFs alike onto [0, 1], independent of the scanner's range; a constant
+  slice becomes all zeros. Because the common PNG conversion of the Figshare set is itself a
+  min-max rescale of the ``int16`` image, a ``.mat`` slice and its PNG give nearly equal inputs.
+* Resize: area interpolation for images, nearest neighbour for masks (which stay 0/1).
+* Channels: the grayscale image is replicated ``channels`` times (3 for the 256x256x3 model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from unet_keras.data.records import Slice, binarize_mask
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, C)`` of any dtype -> float32 ``(H, W)`` (C=3/4: BT.601 luma)."""
+    x = np.asarray(image)
+    if x.ndim == 2:
+        return x.astype(np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"expected an image (H, W) or (H, W, C), got shape {x.shape}")
+    if x.shape[2] in (3, 4):
+        return x[..., :3].astype(np.float32) @ _LUMA
+    return x.astype(np.float32).mean(axis=2)
+
+
+def scale_intensity(image: np.ndarray) -> np.ndarray:
+    """Per-image min-max scaling of a float ``(H, W)`` array to [0, 1] (constant -> 0)."""
+    x = np.asarray(image, dtype=np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        return np.zeros_like(x)
+    return ((x - lo) / (hi - lo)).astype(np.float32)
+
+
+def preprocess_image(image: np.ndarray, size: int | None, channels: int) -> np.ndarray:
+    """A stored image -> model input.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)``, any dtype.
+        size: output height and width (area interpolation), or ``None`` to keep ``H, W``.
+        channels: output channels (the grayscale slice replicated).
+
+    Returns:
+        float32 ``(size, size, channels)`` (or ``(H, W, channels)``) in [0, 1].
+    """
+    x = scale_intensity(to_grayscale(image))
+    if size is not None and x.shape != (size, size):
+        x = np.clip(cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA), 0.0, 1.0)
+    return np.repeat(x[..., None], channels, axis=2)
+
+
+def preprocess_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
+    """A stored mask (any encoding, see :func:`binarize_mask`) -> float32 ``(size, size, 1)``
+    of 0/1 (nearest-neighbour resize; ``size=None`` keeps ``H, W``)."""
+    m = binarize_mask(mask)
+    if size is not None and m.shape != (size, size):
+        m = cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST)
+    return m.astype(np.float32)[..., None]
+
+
+def load_arrays(
+    slices: Sequence[Slice], size: int | None, channels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocess slices into stacked arrays.
+
+    Returns:
+        ``images`` float32 ``(N, S, S, channels)`` in [0, 1] and ``masks`` float32
+        ``(N, S, S, 1)`` of 0/1. With ``size=None`` all slices must share one size.
+
+    Raises:
+        ValueError: ``size=None`` and the slices differ in size.
+    """
+    if size is None:
+        shapes = {s.image.shape[:2] for s in slices}
+        if len(shapes) > 1:
+            raise ValueError(f"slices differ in size ({sorted(shapes)}); pass a size to resize")
+        h, w = shapes.pop() if shapes else (0, 0)
+    else:
+        h = w = size
+    images = np.empty((len(slices), h, w, channels), dtype=np.float32)
+    masks = np.empty((len(slices), h, w, 1), dtype=np.float32)
+    for i, s in enumerate(slices):
+        images[i] = preprocess_image(s.image, size, channels)
+        masks[i] = preprocess_mask(s.mask, size)
+    return images, masks

@@ -1,0 +1,170 @@
+"""Format detection and the entry points over all readers.
+
+``read_dataset(path)`` returns the slices of a Figshare ``.mat`` set, an LGG ``kaggle_3m`` tree
+or an ``images/`` + ``masks/`` folder; ``read_image_file``/``read_image_bytes`` read one image of
+any supported type (PNG/JPEG/TIFF/BMP or Figshare ``.mat``) for prediction and uploads.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from unet_keras.data import figshare, folders, lgg
+from unet_keras.data.images import decode_raster, read_raster
+from unet_keras.data.records import DataError, Slice, binarize_mask, natural_key
+
+FORMATS = ("auto", "figshare", "lgg", "folder")
+
+_PAIR_READERS: dict[str, Callable[[str | Path], Slice]] = {
+    "figshare": figshare.read_mat_file,
+    "lgg": lgg.read_lgg_pair,
+    "folder": folders.read_folder_pair,
+}
+
+
+def detect_format(path: str | Path) -> str:
+    """``"folder"`` (``images/`` + ``masks/``), ``"lgg"`` (``*_mask.tif``) or ``"figshare"``
+    (``*.mat``, or one ``.mat`` file).
+
+    Raises:
+        DataError: the path does not exist or matches none of the layouts.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory")
+    if p.is_file():
+        if p.suffix.lower() == ".mat":
+            return "figshare"
+        raise DataError(f"{p}: a dataset is a folder (or one .mat file), not a {p.suffix} file")
+    if folders.is_folder_dataset(p):
+        return "folder"
+    if any(q.suffix.lower() in (".tif", ".tiff") for q in p.rglob(f"*{lgg.MASK_SUFFIX}.*")):
+        return "lgg"
+    if any(p.rglob("*.mat")):
+        return "figshare"
+    raise DataError(
+        f"{p}: cannot tell the dataset format: expected images/ + masks/ folders, *.mat files "
+        "(Figshare) or *_mask.tif files (Kaggle LGG kaggle_3m)"
+    )
+
+
+def list_files(path: str | Path, format: str = "auto") -> tuple[str, list[str]]:
+    """The resolved format and one file per slice (the ``.mat`` or the image file), in order.
+
+    Raises:
+        DataError: unknown format, no slices, or (LGG/folder) a mask without an image.
+    """
+    if format not in FORMATS:
+        raise DataError(f"{path}: unknown format {format!r}; expected one of {FORMATS}")
+    fmt = detect_format(path) if format == "auto" else format
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory")
+    if fmt == "figshare":
+        files = figshare.list_mat_files(p)
+    elif fmt == "lgg":
+        files = lgg.list_image_files(p)
+    else:
+        if not folders.is_folder_dataset(p):
+            raise DataError(f"{p}: the folder format needs images/ and masks/ subfolders")
+        files = folders.list_image_files(p)
+    if not files:
+        raise DataError(f"{p}: no slices found (format {fmt})")
+    orphans = {"lgg": lgg.orphan_masks, "folder": folders.orphan_masks}.get(fmt)
+    if orphans is not None:
+        stray = orphans(p)
+        if stray:
+            warnings.warn(f"{stray[0]}: mask without image ({len(stray)} such file(s) ignored)",
+                          stacklevel=2)
+    return fmt, [str(f) for f in files]
+
+
+def read_slice(path: str | Path, format: str) -> Slice:
+    """Read the slice whose file (``.mat`` or image) is ``path``; ``format`` as resolved by
+    :func:`list_files` (``"auto"``: ``.mat`` -> figshare, ``.../images/x`` -> folder, else lgg)."""
+    if format == "auto":
+        p = Path(path)
+        if p.suffix.lower() == ".mat":
+            format = "figshare"
+        elif p.parent.name == folders.IMAGES and (p.parent.parent / folders.MASKS).is_dir():
+            format = "folder"
+        else:
+            format = "lgg"
+    return _PAIR_READERS[format](path)
+
+
+def read_dataset(
+    path: str | Path, format: str = "auto", skip_bad: bool = False, progress: bool = False
+) -> list[Slice]:
+    """Read every slice of a dataset.
+
+    Args:
+        path: a Figshare folder of ``.mat`` files (or one file), an LGG ``kaggle_3m`` folder, or
+            a folder with ``images/`` and ``masks/``.
+        format: ``"auto"`` (see :func:`detect_format`), ``"figshare"``, ``"lgg"`` or ``"folder"``.
+        skip_bad: skip unreadable/inconsistent files with one warning giving their count and
+            the first problems, instead of raising on the first one.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        Slices sorted by id (numerically where ids are numbers; LGG by patient, then slice).
+
+    Raises:
+        DataError: the first bad file (message starts with its path), no slices, or duplicate
+            ids.
+    """
+    fmt, files = list_files(path, format)
+    slices: list[Slice] = []
+    bad: list[str] = []
+    for f in tqdm(files, desc=f"reading {Path(path).name}", unit="slice", disable=not progress):
+        try:
+            slices.append(read_slice(f, fmt))
+        except DataError as e:
+            if not skip_bad:
+                raise
+            bad.append(str(e))
+    if bad:
+        shown = "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else "")
+        warnings.warn(f"skipped {len(bad)} bad file(s) of {len(files)}: {shown}", stacklevel=2)
+    if not slices:
+        raise DataError(f"{path}: no readable slices ({len(bad)} bad file(s))")
+    seen: dict[str, str] = {}
+    for s in slices:
+        if s.id in seen:
+            raise DataError(f"{s.path}: duplicate slice id {s.id!r} (also {seen[s.id]})")
+        seen[s.id] = s.path
+    if fmt != "lgg":
+        slices.sort(key=lambda s: natural_key(s.id))
+    return slices
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """One image of any supported type: PNG/JPEG/TIFF/BMP as stored (RGB order for colour),
+    Figshare ``.mat`` -> ``cjdata.image`` as ``(H, W)`` ``int16``.
+
+    Raises:
+        DataError: unreadable or unsupported file (message starts with the path).
+    """
+    if Path(path).suffix.lower() == ".mat":
+        return figshare.read_mat_file(path).image
+    return read_raster(path)
+
+
+def read_image_bytes(data: bytes, filename: str) -> np.ndarray:
+    """:func:`read_image_file` for contents held in memory (an upload); ``filename`` gives the
+    type by its suffix and labels errors."""
+    if Path(filename).suffix.lower() == ".mat":
+        return figshare.read_mat_bytes(data, filename).image
+    return decode_raster(data, filename)
+
+
+def read_mask_bytes(data: bytes, filename: str) -> np.ndarray:
+    """A mask held in memory -> ``(H, W)`` ``uint8`` 0/1 (``.mat``: its ``cjdata.tumorMask``)."""
+    if Path(filename).suffix.lower() == ".mat":
+        return figshare.read_mat_bytes(data, filename).mask
+    return binarize_mask(decode_raster(data, filename))

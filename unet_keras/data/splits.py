@@ -1,0 +1,206 @@
+"""Train/val/test splits that keep related slices together, k-fold, and the ``split.json`` file.
+
+Slices of one patient are strongly correlated; a split that puts some in train and some in test
+overstates accuracy. Groups are therefore split, never slices:
+
+* ``"patient"``: one group per patient id (the default when every slice has one);
+* ``"block"``: runs of consecutive file numbers, ``number // block_size`` (the default for PNG
+  folders without patient ids: neighbouring Figshare slices are usually one patient); ids that
+  are not numbers are chunked in sorted order;
+* ``"image"``: every slice alone, only on request, with a warning about leakage.
+
+Group order is shuffled with ``seed``; groups then fill test, val, and the rest goes to train.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unet_keras.data.records import DataError, Slice, natural_key
+
+SPLITS = ("train", "val", "test")
+SPLIT_BY = ("patient", "block", "image")
+DEFAULT_BLOCK_SIZE = 10
+
+
+def default_split_by(slices: Sequence[Slice]) -> str:
+    """``"patient"`` when every slice has a patient id, else ``"block"``."""
+    return "patient" if slices and all(s.patient_id for s in slices) else "block"
+
+
+def group_keys(
+    slices: Sequence[Slice], by: str | None = None, block_size: int = DEFAULT_BLOCK_SIZE
+) -> list[str]:
+    """The group of each slice (a key string per slice) for the strategy ``by``.
+
+    Raises:
+        DataError: ``by="patient"`` but some slice has no patient id; unknown ``by``.
+    """
+    by = by or default_split_by(slices)
+    if by not in SPLIT_BY:
+        raise DataError(f"split: unknown split-by {by!r}; expected one of {SPLIT_BY}")
+    if by == "patient":
+        missing = [s for s in slices if not s.patient_id]
+        if missing:
+            raise DataError(
+                f"{missing[0].path}: no patient id ({len(missing)} slice(s) without one); "
+                "split by block or image instead"
+            )
+        return [str(s.patient_id) for s in slices]
+    if by == "image":
+        warnings.warn(
+            "splitting by image: slices of one patient leak across train/val/test, so "
+            "validation and test scores are optimistic", stacklevel=3,
+        )
+        return [s.id for s in slices]
+    if block_size < 1:
+        raise DataError(f"split: block_size must be >= 1, got {block_size}")
+    keys = [""] * len(slices)
+    order = sorted(range(len(slices)), key=lambda i: natural_key(slices[i].id))
+    for rank, i in enumerate(order):
+        number = re.fullmatch(r"\d+", slices[i].id)
+        keys[i] = (f"block{int(slices[i].id) // block_size}" if number
+                   else f"chunk{rank // block_size}")
+    return keys
+
+
+def _shuffled_groups(keys: Sequence[str], seed: int) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    names = sorted(groups, key=natural_key)
+    order = np.random.default_rng(seed).permutation(len(names))
+    return [groups[names[j]] for j in order]
+
+
+def split_records(
+    slices: Sequence[Slice],
+    by: str | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> dict[str, list[int]]:
+    """Split slice indices into ``{"train", "val", "test"}`` by groups (see module doc).
+
+    Shuffled groups go to test until it holds ``test_fraction`` of the slices, then to val
+    until ``val_fraction``, then to train; a split with fraction 0 stays empty.
+
+    Raises:
+        DataError: fractions out of range or too few groups for the requested splits.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(f"split: bad fractions val={val_fraction} test={test_fraction}")
+    groups = _shuffled_groups(group_keys(slices, by, block_size), seed)
+    needed = 1 + (val_fraction > 0) + (test_fraction > 0)
+    if len(groups) < needed:
+        raise DataError(
+            f"split: {len(groups)} group(s) of slices, need at least {needed} for "
+            f"train/val/test; use fewer splits, a smaller block size or more data"
+        )
+    n = len(slices)
+    targets = {"test": test_fraction * n, "val": val_fraction * n}
+    out: dict[str, list[int]] = {name: [] for name in SPLITS}
+    for gi, g in enumerate(groups):
+        after = len(groups) - gi - 1  # groups still to place after this one
+        val_waiting = int(bool(targets["val"]) and not out["val"])
+        if len(out["test"]) < targets["test"] and after >= val_waiting + 1:
+            out["test"].extend(g)
+        elif len(out["val"]) < targets["val"] and after >= 1:
+            out["val"].extend(g)
+        else:
+            out["train"].extend(g)
+    return {name: sorted(idx) for name, idx in out.items()}
+
+
+def kfold_records(
+    slices: Sequence[Slice],
+    k: int,
+    fold: int,
+    by: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> dict[str, list[int]]:
+    """Fold ``fold`` (0-based) of a grouped k-fold: its groups are the test split.
+
+    Groups are shuffled with ``seed`` and dealt to the fold with the fewest slices so far, so
+    every group is in exactly one fold's test split. From the other groups, ``val_fraction``
+    of the slices (whole groups, seeded) form val; the rest train.
+
+    Raises:
+        DataError: ``k < 2``, ``fold`` out of range, or fewer groups than ``k``.
+    """
+    if k < 2 or not 0 <= fold < k:
+        raise DataError(f"k-fold: need k >= 2 and 0 <= fold < k, got k={k} fold={fold}")
+    groups = _shuffled_groups(group_keys(slices, by, block_size), seed)
+    if len(groups) < k:
+        raise DataError(f"k-fold: {len(groups)} group(s) of slices cannot make {k} folds")
+    folds: list[list[list[int]]] = [[] for _ in range(k)]
+    sizes = [0] * k
+    for g in sorted(groups, key=len, reverse=True):  # stable: equal sizes keep shuffled order
+        j = int(np.argmin(sizes))
+        folds[j].append(g)
+        sizes[j] += len(g)
+    rest = [g for j in range(k) if j != fold for g in folds[j]]
+    rest = [rest[j] for j in np.random.default_rng(seed + 1).permutation(len(rest))]
+    target = val_fraction * sum(len(g) for g in rest)
+    test = [i for g in folds[fold] for i in g]
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": test}
+    for gi, g in enumerate(rest):
+        if len(out["val"]) < target and gi < len(rest) - 1:
+            out["val"].extend(g)
+        else:
+            out["train"].extend(g)
+    return {name: sorted(idx) for name, idx in out.items()}
+
+
+def write_split_json(
+    path: str | Path,
+    slices: Sequence[Slice],
+    split: Mapping[str, Sequence[int]],
+    info: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the manifest: per split, the slice ids, paths and patients, plus counts.
+
+    ``info`` (e.g. ``{"by": "patient", "seed": 42}``) is stored as given.
+    """
+    doc: dict[str, Any] = {"version": 1, "info": dict(info or {}), "counts": {}, "splits": {}}
+    for name, idx in split.items():
+        chosen = [slices[i] for i in idx]
+        doc["counts"][name] = len(chosen)
+        doc["splits"][name] = {
+            "ids": [s.id for s in chosen],
+            "paths": [s.path for s in chosen],
+            "patients": sorted({s.patient_id for s in chosen if s.patient_id}, key=natural_key),
+        }
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def read_split_json(path: str | Path, slices: Sequence[Slice]) -> dict[str, list[int]]:
+    """Map a ``split.json`` back onto ``slices`` (by id) -> ``{split: [indices]}``.
+
+    Raises:
+        DataError: unreadable manifest, or ids it lists that ``slices`` lacks.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+        listed = {name: list(part["ids"]) for name, part in doc["splits"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        problem = f"{type(e).__name__}: {e}"
+        raise DataError(f"{path}: not a readable split manifest ({problem})") from None
+    index = {s.id: i for i, s in enumerate(slices)}
+    missing = [i for ids in listed.values() for i in ids if i not in index]
+    if missing:
+        raise DataError(
+            f"{path}: {len(missing)} slice id(s) of the manifest are not in the dataset "
+            f"(first: {missing[0]!r}); was it written for other data?"
+        )
+    return {name: sorted(index[i] for i in ids) for name, ids in listed.items()}
