@@ -121,3 +121,48 @@ def _chars(dataset: h5py.Dataset) -> str | None:
     codes = np.asarray(dataset).T.ravel()
     text = "".join(chr(int(c)) for c in codes).strip()
     return text or None
+
+
+def write_figshare_mat(
+    path: str | Path,
+    image: np.ndarray,
+    mask: np.ndarray,
+    label: int,
+    pid: str,
+    border: np.ndarray | None = None,
+) -> None:
+    """Write one slice as MATLAB v7.3 in the Figshare layout (what MATLAB's ``save -v7.3``
+    produces): a 512-byte MATLAB userblock, then HDF5 with group ``cjdata``
+    (``MATLAB_class="struct"``) holding ``image`` (``int16``), ``tumorMask`` (``uint8``,
+    class ``logical``), ``label`` (double 1x1), ``PID`` (``uint16`` character codes, class
+    ``char``) and ``tumorBorder`` (double row vector), every array stored transposed.
+
+    For fixtures, conversions and benchmarks; :func:`read_mat_file` reads it back.
+
+    Args:
+        image: ``(H, W)``, cast to ``int16``.
+        mask: ``(H, W)``, non-zero = tumor.
+        label: tumor class 1/2/3.
+        pid: patient id.
+        border: ``(2K,)`` boundary coordinates ``[y1, x1, y2, x2, ...]``; empty when omitted.
+    """
+    def put(group: h5py.Group, name: str, value: np.ndarray, matlab_class: str,
+            int_decode: int | None = None) -> None:
+        ds = group.create_dataset(name, data=np.asarray(value).T)
+        ds.attrs["MATLAB_class"] = np.bytes_(matlab_class)
+        if int_decode is not None:
+            ds.attrs["MATLAB_int_decode"] = np.int32(int_decode)
+
+    border = np.zeros(0) if border is None else np.asarray(border, np.float64).ravel()
+    with h5py.File(path, "w", userblock_size=512) as f:
+        g = f.create_group("cjdata")
+        g.attrs["MATLAB_class"] = np.bytes_("struct")
+        put(g, "PID", np.array([[ord(ch) for ch in pid]], np.uint16), "char", 2)
+        put(g, "image", np.asarray(image).astype(np.int16), "int16")
+        put(g, "label", np.array([[float(label)]]), "double")
+        put(g, "tumorBorder", border[None, :], "double")
+        put(g, "tumorMask", (np.asarray(mask) != 0).astype(np.uint8), "logical", 1)
+    header = (b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 2015 "
+              b"HDF5 schema 1.00 .").ljust(116) + b"\0" * 8 + b"\x00\x02" + b"IM"
+    with open(path, "r+b") as f:
+        f.write(header.ljust(512, b"\0"))
