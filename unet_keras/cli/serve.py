@@ -1,0 +1,44 @@
+"""``unet-serve``: the web page and JSON API for segmenting slices and scoring them with Dice.
+
+Serves on http://127.0.0.1:8000 by default (this machine only); ``--host 0.0.0.0`` exposes it
+to the network. With no ``--model`` it serves the bundled sample model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from unet_keras.cli.common import cli_errors, quiet_tensorflow
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="unet-serve", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", help="a .keras file or run directory (default: bundled model)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
+    p.add_argument("--max-upload-mb", type=float, default=20.0,
+                   help="largest request body accepted (all files together), MB")
+    args = p.parse_args(argv)
+    if not 0.0 < args.threshold < 1.0:
+        raise ValueError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    quiet_tensorflow()
+    import uvicorn
+
+    from unet_keras.web.app import create_app
+
+    app = create_app(args.model, threshold=args.threshold,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20))
+    print(f"unet-serve: model {app.state.model_path}; open http://{args.host}:{args.port}/",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

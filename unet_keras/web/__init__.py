@@ -1,0 +1,1 @@
+"""The web UI and JSON API (``unet-serve``): segment an uploaded slice, score it with Dice."""

@@ -1,0 +1,255 @@
+"""The web app: one page (``/``) and the JSON API behind it.
+
+* ``POST /api/segment`` — field ``file``: a slice (PNG, JPEG, TIFF, Figshare ``.mat``) ->
+  the slice, the predicted mask and the overlay as PNG ``data:`` URLs, the tumor area.
+* ``POST /api/dice`` — field ``truth``: the ground-truth mask, and either ``image`` (the slice,
+  segmented now) or ``prediction`` (a predicted mask, e.g. the one ``/api/segment`` returned)
+  -> Dice and IoU (:func:`unet_keras.dice_per_image`, :func:`unet_keras.iou_per_image`).
+* ``GET /api/health``, ``GET /api/model`` (architecture, model path, limits),
+  ``GET /openapi.json``.
+
+Bad requests get a JSON ``{"detail": "<a sentence for a person>"}``: 413 past the upload
+limit, 415 for an unsupported file type, 422 for a corrupt file or a mask of another size.
+Uploads stay in memory; nothing is written to disk. Predictions run on one worker thread
+(:class:`~unet_keras.web.segmenter.Segmenter`), so concurrent requests are safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from unet_keras import __version__, dice_per_image, iou_per_image
+from unet_keras.data import DataError, read_image_bytes, read_mask_bytes
+from unet_keras.data.preprocess import preprocess_image
+from unet_keras.inference import BUNDLED_MODEL, load_model
+from unet_keras.web.model_info import architecture_of, run_record
+from unet_keras.web.rendering import outlined_overlay, png_data_url, to_uint8
+from unet_keras.web.segmenter import Segmenter
+from unet_keras.web.uploads import SUFFIXES, Upload, UploadError, check_type, read_uploads
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 2**20
+DEFAULT_MAX_SIDE = 2048
+#: The page loads nothing from elsewhere; images arrive as data: URLs.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; "
+                           "connect-src 'self' data:; object-src 'none'; base-uri 'none'")
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what went wrong, in a sentence for a person")
+
+
+class SegmentOut(BaseModel):
+    filename: str
+    width: int = Field(description="slice width in pixels")
+    height: int = Field(description="slice height in pixels")
+    image: str = Field(description="the slice as the model saw it, PNG data URL")
+    mask: str = Field(description="predicted tumor mask, PNG data URL (0 / 255)")
+    overlay: str = Field(description="the slice with the tumor tinted and outlined, PNG data URL")
+    tumor_area_px: int = Field(description="tumor pixels in the predicted mask")
+    tumor_area_percent: float = Field(description="tumor pixels / all pixels * 100")
+    threshold: float = Field(description="probability cut-off used for the mask")
+    inference_ms: float = Field(description="time from queueing the slice to its probabilities")
+
+
+class DiceOut(BaseModel):
+    dice: float = Field(description="2|A∩B| / (|A| + |B|); 1.0 if both masks are empty")
+    iou: float = Field(description="|A∩B| / |A∪B|; 1.0 if both masks are empty")
+    truth_area_px: int
+    predicted_area_px: int
+    width: int
+    height: int
+    compared: Literal["image", "prediction"] = Field(
+        description="'image': the slice was segmented now; 'prediction': a given mask")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    model_path: str
+    pending: int = Field(description="slices waiting for the model")
+
+
+class ModelOut(BaseModel):
+    model_path: str
+    architecture: dict[str, Any] = Field(description="ArchConfig of the served model")
+    parameters: int
+    threshold: float
+    max_upload_bytes: int
+    max_side: int = Field(description="largest accepted slice height / width in pixels")
+    accepted_suffixes: list[str]
+    run: dict[str, Any] | None = Field(description="the run's config.json, when there is one")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorOut, "description": "the upload is larger than the limit"},
+    415: {"model": ErrorOut, "description": "not multipart, or an unsupported file type"},
+    422: {"model": ErrorOut, "description": "corrupt file, missing field, or size mismatch"},
+}
+
+
+def _multipart(fields: dict[str, str], required: list[str]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a multipart form of file fields (name -> description)."""
+    properties = {name: {"type": "string", "format": "binary", "description": text}
+                  for name, text in fields.items()}
+    schema = {"type": "object", "properties": properties, "required": required}
+    return {"requestBody": {"required": True,
+                            "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_side: int = DEFAULT_MAX_SIDE, max_batch: int = 8) -> FastAPI:
+    """Build the app around one model.
+
+    Args:
+        model_path: a ``.keras`` file or a run directory holding ``model.keras``; default: the
+            bundled sample model. Loaded now, so a bad path fails here, naming the path.
+        threshold: probability cut-off for the predicted mask.
+        max_upload_bytes: request body limit (all files of a request together); past it, 413.
+        max_side: largest accepted slice height or width in pixels; past it, 422.
+        max_batch: most slices per forward pass (see :class:`Segmenter`).
+    """
+    source = Path(model_path) if model_path is not None else BUNDLED_MODEL
+    model = load_model(source)
+    channels = int(model.input_shape[-1])
+    info = ModelOut(
+        model_path=str(source.resolve()),
+        architecture=architecture_of(model).to_dict(),
+        parameters=model.count_params(),
+        threshold=threshold,
+        max_upload_bytes=max_upload_bytes,
+        max_side=max_side,
+        accepted_suffixes=list(SUFFIXES),
+        run=run_record(source if source.is_dir() else source.parent),
+    )
+    segmenter = Segmenter(model, max_batch=max_batch)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(segmenter.close)
+
+    # No /docs or /redoc: their pages load scripts from a CDN. The schema is /openapi.json.
+    app = FastAPI(title="unet-keras", version=__version__, lifespan=lifespan,
+                  description=__doc__, docs_url=None, redoc_url=None)
+    app.state.model_path = info.model_path
+
+    @app.exception_handler(UploadError)
+    async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(DataError)
+    async def data_error(_: Request, exc: DataError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    def decode_image(upload: Upload) -> np.ndarray:
+        """Upload -> the model's input ``(H, W, channels)`` float32 in [0, 1]."""
+        check_type(upload)
+        raw = read_image_bytes(upload.data, upload.filename)
+        if max(raw.shape[:2]) > max_side:
+            raise UploadError(422, f"{upload.filename}: the slice is {raw.shape[1]}x"
+                                   f"{raw.shape[0]} pixels; the limit is {max_side} a side")
+        return preprocess_image(raw, size=None, channels=channels)
+
+    def decode_mask(upload: Upload) -> np.ndarray:
+        """Upload -> ``(H, W)`` uint8 0/1."""
+        check_type(upload)
+        return read_mask_bytes(upload.data, upload.filename)
+
+    async def probabilities(x: np.ndarray) -> np.ndarray:
+        return await asyncio.wrap_future(segmenter.submit(x))
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html",
+                            headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
+    @app.post("/api/segment", response_model=SegmentOut, responses=_ERRORS,
+              openapi_extra=_multipart({"file": "the slice"}, ["file"]))
+    async def segment(request: Request) -> SegmentOut:
+        """Segment one slice at its own size."""
+        uploads = await read_uploads(request, ("file",), max_upload_bytes)
+        if "file" not in uploads:
+            raise UploadError(422, "no file: send the slice in the form field 'file'")
+        upload = uploads["file"]
+        x = await run_in_threadpool(decode_image, upload)
+        start = time.perf_counter()
+        probs = await probabilities(x)
+        inference_ms = (time.perf_counter() - start) * 1e3
+        mask = (probs >= threshold).astype(np.uint8)
+
+        def render() -> SegmentOut:
+            area = int(mask.sum())
+            return SegmentOut(
+                filename=upload.filename, width=mask.shape[1], height=mask.shape[0],
+                image=png_data_url(to_uint8(x)), mask=png_data_url(mask * 255),
+                overlay=png_data_url(outlined_overlay(x, mask)), tumor_area_px=area,
+                tumor_area_percent=100.0 * area / mask.size, threshold=threshold,
+                inference_ms=inference_ms)
+
+        return await run_in_threadpool(render)
+
+    @app.post("/api/dice", response_model=DiceOut, responses=_ERRORS,
+              openapi_extra=_multipart(
+                  {"truth": "ground-truth mask",
+                   "image": "the slice, to segment now (or send 'prediction')",
+                   "prediction": "a predicted mask (or send 'image')"}, ["truth"]))
+    async def dice(request: Request) -> DiceOut:
+        """Dice and IoU of a prediction against a ground-truth mask (empty-mask rule)."""
+        uploads = await read_uploads(request, ("truth", "image", "prediction"),
+                                     max_upload_bytes)
+        if "truth" not in uploads:
+            raise UploadError(422, "no ground truth: send the mask in the form field 'truth'")
+        if ("image" in uploads) == ("prediction" in uploads):
+            raise UploadError(422, "send exactly one of 'image' (a slice to segment) or "
+                                   "'prediction' (a predicted mask) along with 'truth'")
+        truth_upload = uploads["truth"]
+        truth = await run_in_threadpool(decode_mask, truth_upload)
+        if "image" in uploads:
+            other = uploads["image"]
+            x = await run_in_threadpool(decode_image, other)
+            _check_same_size(truth, truth_upload, x, other)
+            pred = (await probabilities(x) >= threshold).astype(np.uint8)
+        else:
+            other = uploads["prediction"]
+            pred = await run_in_threadpool(decode_mask, other)
+            _check_same_size(truth, truth_upload, pred, other)
+        return DiceOut(dice=float(dice_per_image(truth, pred)[0]),
+                       iou=float(iou_per_image(truth, pred)[0]),
+                       truth_area_px=int(truth.sum()), predicted_area_px=int(pred.sum()),
+                       width=truth.shape[1], height=truth.shape[0],
+                       compared="image" if "image" in uploads else "prediction")
+
+    @app.get("/api/health", response_model=HealthOut)
+    async def health() -> HealthOut:
+        """Liveness: the model is loaded and the worker takes requests."""
+        return HealthOut(status="ok", model_path=info.model_path, pending=segmenter.pending())
+
+    @app.get("/api/model", response_model=ModelOut)
+    async def model_info() -> ModelOut:
+        """The served model: architecture, parameters, path, limits."""
+        return info
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _check_same_size(truth: np.ndarray, truth_upload: Upload, other: np.ndarray,
+                     other_upload: Upload) -> None:
+    if truth.shape[:2] != other.shape[:2]:
+        raise UploadError(
+            422, f"{truth_upload.filename} is {truth.shape[1]}x{truth.shape[0]} pixels but "
+                 f"{other_upload.filename} is {other.shape[1]}x{other.shape[0]}; "
+                 "the mask must have the slice's size")
