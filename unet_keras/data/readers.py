@@ -109,7 +109,7 @@ def read_dataset(
         format: ``"auto"`` (see :func:`detect_format`), ``"figshare"``, ``"lgg"`` or ``"folder"``.
         skip_bad: skip unreadable/inconsistent files with one warning giving their count and
             the first problems, instead of raising on the first one.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (on a terminal).
 
     Returns:
         Slices sorted by id (numerically where ids are numbers; LGG by patient, then slice).
@@ -121,13 +121,15 @@ def read_dataset(
     fmt, files = list_files(path, format)
     slices: list[Slice] = []
     bad: list[str] = []
-    for f in tqdm(files, desc=f"reading {Path(path).name}", unit="slice", disable=not progress):
-        try:
-            slices.append(read_slice(f, fmt))
-        except DataError as e:
-            if not skip_bad:
-                raise
-            bad.append(str(e))
+    with tqdm(files, desc=f"reading {Path(path).name}", unit="slice", leave=False,
+              disable=None if progress else True) as bar:  # None: only on a terminal
+        for f in bar:
+            try:
+                slices.append(read_slice(f, fmt))
+            except DataError as e:
+                if not skip_bad:
+                    raise
+                bad.append(str(e))
     if bad:
         shown = "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else "")
         warnings.warn(f"skipped {len(bad)} bad file(s) of {len(files)}: {shown}", stacklevel=2)

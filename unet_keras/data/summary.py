@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unet_keras.data.readers import list_files, read_slice
-from unet_keras.data.records import DataError
+from unet_keras.data.records import DataError, Slice
 
 LABEL_NAMES = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 
@@ -32,6 +32,23 @@ class DatasetSummary:
     intensity_min: float = float("inf")
     intensity_max: float = float("-inf")
     mask_areas: list[float] = field(default_factory=list)
+
+    def add(self, s: Slice) -> None:
+        """Count one slice."""
+        self.slices += 1
+        if s.patient_id:
+            self.patients[s.patient_id] += 1
+        if s.label is not None:
+            self.labels[s.label] += 1
+        area = float(s.mask.mean())
+        if area == 0.0:
+            self.empty_masks += 1
+        else:
+            self.mask_areas.append(area)
+        self.sizes[s.image.shape] += 1
+        self.dtypes[str(s.image.dtype)] += 1
+        self.intensity_min = min(self.intensity_min, float(s.image.min()))
+        self.intensity_max = max(self.intensity_max, float(s.image.max()))
 
     def lines(self) -> list[str]:
         """Human-readable report, one fact per line."""
@@ -73,28 +90,18 @@ def summarize_dataset(path: str | Path, format: str = "auto", skip_bad: bool = F
     """
     fmt, files = list_files(path, format)
     summary = DatasetSummary(path=str(path), format=fmt, files=len(files))
-    for f in tqdm(files, desc="inspecting", unit="slice", disable=not progress):
-        try:
-            s = read_slice(f, fmt)
-        except DataError as e:
-            if not skip_bad:
-                raise
-            summary.bad.append(str(e))
-            continue
-        summary.slices += 1
-        if s.patient_id:
-            summary.patients[s.patient_id] += 1
-        if s.label is not None:
-            summary.labels[s.label] += 1
-        area = float(s.mask.mean())
-        if area == 0.0:
-            summary.empty_masks += 1
-        else:
-            summary.mask_areas.append(area)
-        summary.sizes[s.image.shape] += 1
-        summary.dtypes[str(s.image.dtype)] += 1
-        summary.intensity_min = min(summary.intensity_min, float(s.image.min()))
-        summary.intensity_max = max(summary.intensity_max, float(s.image.max()))
+    # The bar goes to stderr on a terminal only and is cleared when done (or on an error).
+    with tqdm(files, desc="inspecting", unit="slice", leave=False,
+              disable=None if progress else True) as bar:
+        for f in bar:
+            try:
+                s = read_slice(f, fmt)
+            except DataError as e:
+                if not skip_bad:
+                    raise
+                summary.bad.append(str(e))
+                continue
+            summary.add(s)
     if not summary.slices:
         raise DataError(f"{path}: no readable slices ({len(summary.bad)} bad file(s))")
     return summary
