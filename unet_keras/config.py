@@ -104,3 +104,95 @@ class ArchConfig:
     @classmethod
     def from_json(cls, text: str) -> ArchConfig:
         return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (the resolved form is saved as ``config.json``).
+
+    Defaults follow the paper where it states them (120 epochs, 256x256x3 input, negative Dice
+    loss, base 64 / depth 4) and are documented choices where it is silent (Adam at 1e-3,
+    batch 16, 70/15/15 patient split, smooth 1.0); see REPRODUCE.md.
+    """
+
+    data: str | None = None
+    format: str = "auto"
+    skip_bad: bool = False
+    epochs: int = 120
+    batch_size: int = 16
+    image_size: int = 256
+    channels: int = 3
+    base_filters: int = 64
+    depth: int = 4
+    dropout: float = 0.0
+    attention: bool = False
+    loss: str = "dice"
+    smooth: float = 1.0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    lr_patience: int = 5
+    lr_factor: float = 0.5
+    min_lr: float = 1e-6
+    early_stopping: int = 0
+    augment: bool = True
+    split_by: str | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    fold: str | None = None
+    seed: int = 42
+    deterministic: bool = False
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    strategy: str = "auto"
+    output: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        choices = {
+            "format": ("auto", "figshare", "lgg", "folder"),
+            "loss": ("dice", "bce_dice"),
+            "optimizer": ("adam", "sgd"),
+            "split_by": (None, "patient", "block", "image"),
+            "strategy": ("auto", "one", "mirrored", "multiworker"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.fold is not None:
+            self.fold_index()
+
+    def fold_index(self) -> tuple[int, int] | None:
+        """``"K/N"`` -> ``(K, N)`` with 1 <= K <= N, or ``None``."""
+        if self.fold is None:
+            return None
+        try:
+            k, n = (int(v) for v in self.fold.split("/"))
+        except ValueError:
+            raise ValueError(f"fold must look like 'K/N' (e.g. 2/5), got {self.fold!r}") from None
+        if not 1 <= k <= n or n < 2:
+            raise ValueError(f"fold K/N needs 1 <= K <= N and N >= 2, got {self.fold!r}")
+        return k, n
+
+    def arch(self) -> ArchConfig:
+        """The architecture this run trains."""
+        return ArchConfig(
+            input_shape=(self.image_size, self.image_size, self.channels),
+            base_filters=self.base_filters,
+            depth=self.depth,
+            dropout=self.dropout,
+            attention=self.attention,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**d)

@@ -9,9 +9,31 @@ back (linear).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import keras
 import numpy as np
+
+#: The bundled trained model (``saved_models/sample``), used when no model is given.
+BUNDLED_RUN = Path(__file__).resolve().parent.parent / "saved_models" / "sample"
+BUNDLED_MODEL = BUNDLED_RUN / "model.keras"
+
+
+def load_model(path: str | Path | None = None) -> keras.Model:
+    """Load a ``.keras`` model, or ``model.keras`` of a run directory; default: the bundled one.
+
+    Raises ``FileNotFoundError``/``ValueError`` naming the path on a missing or unreadable file.
+    """
+    path = Path(path) if path is not None else BUNDLED_MODEL
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # noqa: BLE001 - any load failure is reported as bad input
+        raise ValueError(f"{path}: not a loadable Keras model ({exc})") from None
 
 
 def _size_multiple(model: keras.Model) -> int:
@@ -41,7 +63,25 @@ def _as_batch(images: np.ndarray, channels: int) -> np.ndarray:
     return x
 
 
-def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
+def predict_batch(model: keras.Model, images: np.ndarray, batch_size: int = 8,
+                  tta: bool = False) -> np.ndarray:
+    """Probabilities ``(N, H, W)`` float32 for a batch ``(N, H, W, C)`` the model accepts as is.
+
+    With ``tta`` the result is the mean over identity, horizontal and vertical flips (each
+    flipped back).
+    """
+    def run(x):
+        return model.predict(np.ascontiguousarray(x), batch_size=batch_size, verbose=0)[..., 0]
+
+    probs = run(images)
+    if tta:
+        probs = (probs + run(images[:, :, ::-1])[:, :, ::-1]
+                 + run(images[:, ::-1])[:, ::-1]) / 3.0
+    return probs.astype(np.float32)
+
+
+def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4,
+                     tta: bool = False) -> np.ndarray:
     """Tumor probabilities for images of any size.
 
     Args:
@@ -49,6 +89,7 @@ def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4)
         image: ``(H, W)`` grayscale (replicated to the model's channels), ``(H, W, C)`` or a
             batch ``(N, H, W, C)`` of equal-size images, intensities in [0, 1].
         batch_size: images per forward pass.
+        tta: average over flips (see :func:`predict_batch`).
 
     Returns:
         float32 probabilities in [0, 1]: ``(H, W)`` for a single image, ``(N, H, W)`` for a batch.
@@ -60,7 +101,7 @@ def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4)
     if in_h is not None and in_w is not None:
         if (h, w) != (in_h, in_w):
             x = np.stack([_resize(im, in_w, in_h, cv2.INTER_AREA) for im in x])
-        probs = model.predict(x, batch_size=batch_size, verbose=0)[..., 0]
+        probs = predict_batch(model, x, batch_size, tta)
         if (h, w) != (in_h, in_w):
             probs = np.stack([_resize(p, w, h, cv2.INTER_LINEAR) for p in probs])
     else:
@@ -68,7 +109,7 @@ def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4)
         ph, pw = (-h) % m, (-w) % m
         mode = "reflect" if ph < h and pw < w else "edge"
         x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
-        probs = model.predict(x, batch_size=batch_size, verbose=0)[:, :h, :w, 0]
+        probs = predict_batch(model, x, batch_size, tta)[:, :h, :w]
     probs = probs.astype(np.float32)
     return probs[0] if single else probs
 

@@ -1,0 +1,56 @@
+"""``python evaluate.py`` / ``unet-evaluate``: Table 1 and figures for a run or a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from unet_keras.cli.common import cli_errors, quiet_tensorflow
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Per-split Dice, IoU and pixel accuracy (per image mean±std, pooled, per "
+                    "patient), with and without post-processing; writes metrics.json, "
+                    "table1.md, per_image.csv and figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", nargs="?", help="run directory (uses its config.json and split.json)")
+    p.add_argument("--model", help="a .keras model (with --data: evaluate it on a folder)")
+    p.add_argument("--data", help="dataset to evaluate on; a plain folder is one split 'all'")
+    p.add_argument("--format", default="auto", choices=["auto", "figshare", "lgg", "folder"])
+    p.add_argument("--output", help="where to write (default: the run dir, or <model dir>/eval)")
+    p.add_argument("--image-size", type=int, default=256,
+                   help="input size for a model built with free H, W")
+    p.add_argument("--tta", action="store_true", help="average over flips (test-time augm.)")
+    p.add_argument("--min-size", type=int, default=64,
+                   help="post-processing: drop components smaller than this (pixels)")
+    p.add_argument("--save-masks", action="store_true", help="write predicted masks as PNG")
+    p.add_argument("--runs", nargs="+", metavar="RUN",
+                   help="aggregate evaluated runs (seeds/folds): mean±std across runs")
+    return p
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_tensorflow()
+    from unet_keras import evaluation
+
+    if args.runs:
+        table = evaluation.aggregate_runs(args.runs)
+        print(json.dumps(table, indent=2))
+        return 0
+    if args.run is None and (args.model is None or args.data is None):
+        raise ValueError("give a run directory, or both --model and --data")
+    results = evaluation.evaluate(
+        model_path=args.model, run_dir=args.run, data=args.data, format=args.format,
+        output=args.output, tta=args.tta, image_size=args.image_size,
+        save_masks=args.save_masks, min_size=args.min_size)
+    print(evaluation.table1_markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Post-processing of predicted probabilities with ``scipy.ndimage``.
+
+Steps, applied in this order (each optional except the threshold):
+
+1. ``threshold``: probabilities ``>= threshold`` become tumor.
+2. ``fill_holes``: ``ndimage.binary_fill_holes``.
+3. ``min_size``: connected components (8-connectivity) under ``min_size`` pixels are dropped.
+4. ``keep_largest``: only the largest component is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """A post-processing recipe; ``PostProcess()`` is a plain 0.5 threshold."""
+
+    threshold: float = 0.5
+    fill_holes: bool = False
+    min_size: int = 0
+    keep_largest: bool = False
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        """``(H, W)`` probabilities -> ``(H, W)`` uint8 0/1 mask."""
+        mask = np.asarray(probs) >= self.threshold
+        if self.fill_holes:
+            mask = ndimage.binary_fill_holes(mask)
+        if self.min_size > 0 or self.keep_largest:
+            labels, n = ndimage.label(mask, structure=EIGHT)
+            if n:
+                sizes = np.bincount(labels.ravel())[1:]
+                keep = sizes >= self.min_size
+                if self.keep_largest:
+                    keep &= sizes == sizes.max()
+                mask = np.isin(labels, np.flatnonzero(keep) + 1)
+        return mask.astype(np.uint8)
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """Batch version: ``(N, H, W)`` -> ``(N, H, W)`` uint8."""
+        return np.stack([self(p) for p in probs]) if len(probs) else np.zeros_like(probs, np.uint8)
+
+
+def cumulative_steps(min_size: int = 64) -> dict[str, PostProcess]:
+    """The steps in order, each adding one refinement, for showing each step's effect."""
+    return {
+        "threshold": PostProcess(),
+        "+fill_holes": PostProcess(fill_holes=True),
+        f"+min_size_{min_size}": PostProcess(fill_holes=True, min_size=min_size),
+        "+keep_largest": PostProcess(fill_holes=True, min_size=min_size, keep_largest=True),
+    }

@@ -1,0 +1,327 @@
+"""Training: data -> split -> tf.data -> compiled U-Net -> Keras callbacks -> run directory.
+
+A run directory (``TrainConfig.output``) holds::
+
+    config.json      the resolved TrainConfig and ArchConfig (+ which data was used)
+    split.json       which files / patients went to train, val and test
+    model.keras      best epoch on validation Dice, exported in float32
+    last.keras       the last epoch, float32
+    model.pt         the PyTorch twin of model.keras (when torch is installed)
+    history.csv      one row per epoch (Keras CSVLogger)
+    curves.png       accuracy, IoU, Dice and loss, train vs val
+    logs/            TensorBoard
+    summary.md       what was trained on what, and how well
+    backup/          Keras BackupAndRestore state while a run is unfinished (for --resume)
+
+Everything is written atomically; a run killed at any moment continues with ``resume=True``
+from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unet_keras import data as data_lib
+from unet_keras.atomic import atomic_path, write_text_atomic
+from unet_keras.config import ArchConfig, TrainConfig
+from unet_keras.losses import get_loss
+from unet_keras.metrics import segmentation_metrics
+from unet_keras.model import build_unet
+
+MONITOR = "val_dice_coef"
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras' ``ModelCheckpoint`` writing to a temporary file that is renamed into place."""
+
+    def _save_model(self, epoch, batch, logs):
+        final = Path(self._get_file_path(epoch, batch, logs))
+        tmp = final.with_name(f".tmp-{final.name}")
+        template, self.filepath = self.filepath, str(tmp)
+        try:
+            super()._save_model(epoch, batch, logs)
+        finally:
+            self.filepath = template
+        if tmp.exists():  # written only when the monitored value improved
+            os.replace(tmp, final)
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` produced."""
+
+    run_dir: Path
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_dice: float
+
+
+def select_strategy(name: str) -> tf.distribute.Strategy:
+    """``one`` (default device), ``mirrored`` (all local devices), ``multiworker``
+    (``TF_CONFIG``), or ``auto`` = mirrored when more than one GPU is visible."""
+    if name == "auto":
+        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one"
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """True unless ``TF_CONFIG`` names this process a non-chief worker."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = tf_config.get("task", {})
+    cluster = tf_config.get("cluster", {})
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index") == 0 and "chief" not in cluster
+
+
+def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam, or SGD with (Nesterov-free) momentum, at ``cfg.lr``."""
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
+    return keras.optimizers.Adam(learning_rate=cfg.lr)
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    """Compile with the configured loss, optimizer and the paper's metrics."""
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=get_loss(cfg.loss, cfg.smooth),
+        metrics=segmentation_metrics(cfg.smooth),
+        jit_compile=cfg.jit_compile,
+    )
+    return model
+
+
+def export_float32(model: keras.Model, arch: ArchConfig, path: str | os.PathLike
+                   ) -> keras.Model:
+    """Rebuild ``arch`` in float32, copy ``model``'s weights and save it atomically.
+
+    A model trained under ``mixed_bfloat16`` carries that dtype policy; inference and
+    conversion want float32, so exports are always rebuilt from the config. The export is
+    not compiled (it is for inference; no optimizer state travels).
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clean = build_unet(arch)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    clean.set_weights(model.get_weights())
+    with atomic_path(path) as tmp:
+        clean.save(tmp)
+    return clean
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
+    """Rows of a Keras ``history.csv`` as dicts of floats (``epoch`` as int)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in rows]
+
+
+def _trim_history(path: Path, next_epoch: int) -> list[dict[str, float]]:
+    """Drop rows of epochs that the restored state has not finished (no duplicates)."""
+    rows = [r for r in read_history(path) if r["epoch"] < next_epoch]
+    if path.exists():
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+            if rows:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    return rows
+
+
+def _restored_epoch(backup_dir: Path) -> int:
+    meta = backup_dir / "training_metadata.json"
+    for candidate in (meta, meta.with_name(meta.name + ".bkp")):
+        try:
+            return int(json.loads(candidate.read_text())["epoch"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return 0
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    """Create (or, with ``resume``, reopen) the run directory."""
+    if cfg.output is None:
+        raise ValueError("TrainConfig.output (the run directory) is not set")
+    run_dir = Path(cfg.output)
+    if cfg.resume:
+        if not (run_dir / "config.json").exists():
+            raise data_lib.DataError(f"{run_dir}: no config.json here, nothing to resume")
+    elif (run_dir / "config.json").exists():
+        raise ValueError(
+            f"{run_dir}: a run already exists here; pass --resume to continue it or choose "
+            "another --output"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def load_split_data(cfg: TrainConfig, run_dir: Path | None = None):
+    """Read the dataset, split it (or reuse ``split.json``) and preprocess each split.
+
+    Returns ``(slices, split, arrays)`` with ``split = {name: [indices]}`` and
+    ``arrays = {name: (images (N, S, S, C) float32, masks (N, S, S, 1) float32)}``.
+    """
+    path = cfg.data or str(data_lib.SAMPLE_DIR)
+    slices = data_lib.read_dataset(path, format=cfg.format, skip_bad=cfg.skip_bad)
+    split_file = run_dir / "split.json" if run_dir is not None else None
+    if split_file is not None and split_file.exists():
+        split = data_lib.read_split_json(split_file, slices)
+    else:
+        fold = cfg.fold_index()
+        if fold is not None:
+            split = data_lib.kfold_records(slices, k=fold[1], fold=fold[0] - 1,
+                                           by=cfg.split_by, seed=cfg.seed,
+                                           val_fraction=cfg.val_fraction)
+        else:
+            split = data_lib.split_records(slices, by=cfg.split_by,
+                                           val_fraction=cfg.val_fraction,
+                                           test_fraction=cfg.test_fraction, seed=cfg.seed)
+        if split_file is not None:
+            data_lib.write_split_json(split_file, slices, split,
+                                      info={"by": cfg.split_by or data_lib.default_split_by(slices),
+                                            "seed": cfg.seed, "fold": cfg.fold})
+    arrays = {
+        name: data_lib.load_arrays([slices[i] for i in idx], cfg.image_size, cfg.channels)
+        for name, idx in split.items() if idx
+    }
+    return slices, split, arrays
+
+
+def _callbacks(cfg: TrainConfig, run_dir: Path, best_so_far: float | None) -> list:
+    callbacks = [
+        AtomicModelCheckpoint(
+            str(run_dir / "checkpoints" / "best.weights.h5"), monitor=MONITOR, mode="max",
+            save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", factor=cfg.lr_factor,
+                                          patience=cfg.lr_patience, min_lr=cfg.min_lr),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    if cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=cfg.early_stopping, restore_best_weights=False))
+    # Last, so the epoch's checkpoint and history row exist before the backup says it is done.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"),
+                                                      double_checkpoint=True))
+    return callbacks
+
+
+def train(cfg: TrainConfig, log=print) -> RunResult:
+    """Run a full training as configured; see the module docstring for the outputs."""
+    run_dir = prepare_run_dir(cfg)
+    if cfg.resume:
+        saved = json.loads((run_dir / "config.json").read_text())["train"]
+        cfg = TrainConfig.from_dict({**saved, "resume": True, "output": cfg.output,
+                                     "epochs": cfg.epochs})
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    data_path = cfg.data or str(data_lib.SAMPLE_DIR)
+    log(f"data: {data_path}" + ("" if cfg.data else " (the bundled sample; pass --data for yours)"))
+    slices, split, arrays = load_split_data(cfg, run_dir)
+    log("split: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()) + " slices")
+    if "train" not in arrays or "val" not in arrays:
+        raise data_lib.DataError(f"{data_path}: too few slices for a train and a val split")
+
+    arch = cfg.arch()
+    config_record = {"arch": arch.to_dict(), "train": cfg.to_dict(), "data_path": data_path}
+    write_text_atomic(run_dir / "config.json", json.dumps(config_record, indent=2))
+
+    backup_dir = run_dir / "backup"
+    history_path = run_dir / "history.csv"
+    if cfg.resume and not backup_dir.exists() and (run_dir / "model.keras").exists():
+        raise ValueError(f"{run_dir}: this run has finished; there is nothing to resume")
+    next_epoch = _restored_epoch(backup_dir) if cfg.resume else 0
+    past = _trim_history(history_path, next_epoch) if cfg.resume else []
+    if not cfg.resume and history_path.exists():
+        history_path.unlink()
+    best_so_far = max((r[MONITOR] for r in past if MONITOR in r), default=None)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        strategy = select_strategy(cfg.strategy)
+        with strategy.scope():
+            model = compile_model(build_unet(arch), cfg)
+        train_ds = data_lib.make_dataset(*arrays["train"], batch_size=cfg.batch_size,
+                                         shuffle=True, augment=cfg.augment, seed=cfg.seed)
+        val_ds = data_lib.make_dataset(*arrays["val"], batch_size=cfg.batch_size, shuffle=False)
+        log(f"model: {model.count_params():,} parameters; {cfg.epochs} epochs, "
+            f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, loss {cfg.loss}"
+            + (", mixed_bfloat16" if cfg.mixed_precision else ""))
+        start = time.time()
+        # Also when nothing is left to run: BackupAndRestore then restores the weights.
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2, shuffle=False,
+                  callbacks=_callbacks(cfg, run_dir, best_so_far))
+        elapsed = time.time() - start
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    export_float32(model, arch, run_dir / "last.keras")
+    best_weights = run_dir / "checkpoints" / "best.weights.h5"
+    if best_weights.exists():
+        model.load_weights(best_weights)
+    best = export_float32(model, arch, run_dir / "model.keras")
+    _export_torch(best, run_dir / "model.pt", log)
+
+    history = read_history(history_path)
+    best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
+    from unet_keras import viz  # matplotlib only when a run finishes
+
+    viz.plot_curves(history, run_dir / "curves.png")
+    write_text_atomic(run_dir / "summary.md",
+                      _summary(cfg, data_path, split, best_row, len(history), elapsed))
+    log(f"best epoch {best_row['epoch'] + 1}: val Dice {best_row[MONITOR]:.4f}; run in {run_dir}")
+    return RunResult(run_dir, history, int(best_row["epoch"]), float(best_row[MONITOR]))
+
+
+def _export_torch(model: keras.Model, path: Path, log) -> None:
+    try:
+        from unet_keras import torch_mirror
+    except ImportError:
+        return  # torch is an optional extra
+    torch_mirror.save_pt(torch_mirror.keras_to_torch(model), path)
+    log(f"wrote {path}")
+
+
+def _summary(cfg: TrainConfig, data_path: str, split: dict, best: dict, epochs_done: int,
+             elapsed: float) -> str:
+    counts = ", ".join(f"{k}: {len(v)}" for k, v in split.items())
+    metrics = " | ".join(f"{k} {best[k]:.4f}" for k in
+                         ("dice_coef", "iou_coef", "accuracy", "val_dice_coef", "val_iou_coef",
+                          "val_accuracy") if k in best)
+    return (
+        f"# Training run\n\n"
+        f"- data: `{data_path}` ({counts} slices)\n"
+        f"- model: base {cfg.base_filters}, depth {cfg.depth}, {cfg.image_size}x{cfg.image_size}"
+        f"x{cfg.channels}, attention {cfg.attention}, dropout {cfg.dropout}\n"
+        f"- training: {epochs_done} epochs, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, "
+        f"loss {cfg.loss}, augment {cfg.augment}, mixed precision {cfg.mixed_precision}, "
+        f"seed {cfg.seed}\n"
+        f"- best epoch (on validation Dice): {best['epoch'] + 1}: {metrics}\n"
+        f"- time this session: {elapsed / 60:.1f} min\n"
+    )

@@ -1,0 +1,87 @@
+"""Figures (matplotlib, headless Agg backend), saved as PNG atomically.
+
+* :func:`plot_curves`: the paper's Figures 2-5, accuracy, IoU, Dice and loss, train vs val.
+* :func:`plot_examples`: image / truth / prediction / overlay rows for chosen cases.
+* :func:`plot_dice_histogram`: distribution of per-image Dice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from unet_keras.atomic import atomic_path  # noqa: E402
+
+CURVES = (("accuracy", "Accuracy"), ("iou_coef", "IoU coefficient"),
+          ("dice_coef", "Dice coefficient"), ("loss", "Loss"))
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike) -> None:
+    """Four panels (accuracy, IoU, Dice, loss), train vs val, against epoch (1-based)."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    epochs = [int(r["epoch"]) + 1 for r in history]
+    for ax, (key, title) in zip(axes, CURVES, strict=True):
+        for prefix, label in (("", "train"), ("val_", "val")):
+            values = [r.get(prefix + key, np.nan) for r in history]
+            ax.plot(epochs, values, marker="o" if len(epochs) < 20 else None, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1),
+            alpha: float = 0.45) -> np.ndarray:
+    """RGB float image ``(H, W, 3)`` in [0, 1] with ``mask`` (H, W; nonzero = tumor) tinted."""
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 3:
+        img = img[..., 0]
+    rgb = np.repeat(img[..., None], 3, axis=-1)
+    m = np.asarray(mask).reshape(img.shape) > 0
+    rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color, dtype=np.float32)
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def plot_examples(images: np.ndarray, truths: np.ndarray, preds: np.ndarray,
+                  titles: Sequence[str], path: str | os.PathLike) -> None:
+    """One row per case: image, truth, prediction, overlay (truth green, prediction red).
+
+    Shapes: images ``(N, H, W[, C])`` in [0, 1]; truths and preds ``(N, H, W[, 1])`` binary.
+    """
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
+    for row, (img, t, p, title) in enumerate(zip(images, truths, preds, titles, strict=True)):
+        gray = np.asarray(img)[..., 0] if np.asarray(img).ndim == 3 else img
+        t2, p2 = np.squeeze(t), np.squeeze(p)
+        both = overlay(overlay(gray, t2, color=(0.1, 0.9, 0.1)), p2)
+        for ax, pic, name in zip(axes[row], (gray, t2, p2, both),
+                                 ("image", "truth", "prediction", "overlay"), strict=True):
+            ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_title(f"{name}: {title}" if name == "image" else name, fontsize=9)
+            ax.axis("off")
+    _save(fig, path)
+
+
+def plot_dice_histogram(dice: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
+    """Histogram of per-image Dice in [0, 1] with the mean marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(dice, bins=np.linspace(0, 1, 21), color="tab:blue", edgecolor="white")
+    ax.axvline(float(np.mean(dice)), color="tab:red", label=f"mean {np.mean(dice):.3f}")
+    ax.set_xlabel("Dice per image")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)
