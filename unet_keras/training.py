@@ -33,6 +33,7 @@ import tensorflow as tf
 from unet_keras import data as data_lib
 from unet_keras.atomic import atomic_path, write_text_atomic
 from unet_keras.config import ArchConfig, TrainConfig
+from unet_keras.distribute import select_strategy
 from unet_keras.losses import get_loss
 from unet_keras.metrics import segmentation_metrics
 from unet_keras.model import build_unet
@@ -63,30 +64,6 @@ class RunResult:
     history: list[dict[str, float]]
     best_epoch: int
     best_val_dice: float
-
-
-def select_strategy(name: str) -> tf.distribute.Strategy:
-    """``one`` (default device), ``mirrored`` (all local devices), ``multiworker``
-    (``TF_CONFIG``), or ``auto`` = mirrored when more than one GPU is visible."""
-    if name == "auto":
-        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one"
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def is_chief() -> bool:
-    """True unless ``TF_CONFIG`` names this process a non-chief worker."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    task = tf_config.get("task", {})
-    cluster = tf_config.get("cluster", {})
-    if not task:
-        return True
-    if task.get("type") == "chief":
-        return True
-    return task.get("type") == "worker" and task.get("index") == 0 and "chief" not in cluster
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
