@@ -438,6 +438,7 @@ def test_serve_without_bundled_model_fails_in_one_line(tmp_path, monkeypatch, ca
     assert serve.main([]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(missing) in err and err.startswith("error:")
+    assert "--model" in err
 
 
 def test_serve_binds_loopback_by_default(monkeypatch, model_file, capsys):

@@ -30,9 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     import uvicorn
 
-    from unet_keras.web.app import create_app
+    from unet_keras.web import app as web_app
 
-    app = create_app(args.model, threshold=args.threshold,
+    if args.model is None and not web_app.BUNDLED_MODEL.exists():
+        raise FileNotFoundError(f"{web_app.BUNDLED_MODEL}: the bundled model is missing; "
+                                "pass --model <run directory or .keras file>")
+
+    app = web_app.create_app(args.model, threshold=args.threshold,
                      max_upload_bytes=int(args.max_upload_mb * 2**20))
     print(f"unet-serve: model {app.state.model_path}; open http://{args.host}:{args.port}/",
           file=sys.stderr)
