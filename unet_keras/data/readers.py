@@ -61,10 +61,10 @@ def list_files(path: str | Path, format: str = "auto") -> tuple[str, list[str]]:
     """
     if format not in FORMATS:
         raise DataError(f"{path}: unknown format {format!r}; expected one of {FORMATS}")
-    fmt = detect_format(path) if format == "auto" else format
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or directory")
+    fmt = detect_format(p) if format == "auto" else format
     if fmt == "figshare":
         files = figshare.list_mat_files(p)
     elif fmt == "lgg":

@@ -90,8 +90,9 @@ def split_records(
 ) -> dict[str, list[int]]:
     """Split slice indices into ``{"train", "val", "test"}`` by groups (see module doc).
 
-    Shuffled groups go to test until it holds ``test_fraction`` of the slices, then to val
-    until ``val_fraction``, then to train; a split with fraction 0 stays empty.
+    Shuffled groups go to test while it holds less than ``test_fraction`` of the slices (a
+    group that would overshoot by more than the shortfall goes on), then likewise to val, the
+    rest to train; train always gets a group, a split with fraction 0 stays empty.
 
     Raises:
         DataError: fractions out of range or too few groups for the requested splits.
@@ -108,12 +109,22 @@ def split_records(
     n = len(slices)
     targets = {"test": test_fraction * n, "val": val_fraction * n}
     out: dict[str, list[int]] = {name: [] for name in SPLITS}
+
+    def takes(name: str, group: list[int], groups_after: int, reserve: int) -> bool:
+        """Below target, at least ``reserve`` groups left for later splits, and adding the
+        group overshoots the target by less than the current shortfall (or the split is
+        empty)."""
+        have, target = len(out[name]), targets[name]
+        if have >= target or groups_after < reserve:
+            return False
+        return have == 0 or have + len(group) - target <= target - have
+
     for gi, g in enumerate(groups):
         after = len(groups) - gi - 1  # groups still to place after this one
         val_waiting = int(bool(targets["val"]) and not out["val"])
-        if len(out["test"]) < targets["test"] and after >= val_waiting + 1:
+        if takes("test", g, after, reserve=val_waiting + 1):
             out["test"].extend(g)
-        elif len(out["val"]) < targets["val"] and after >= 1:
+        elif takes("val", g, after, reserve=1):
             out["val"].extend(g)
         else:
             out["train"].extend(g)
