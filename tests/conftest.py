@@ -76,6 +76,12 @@ MAT_SLICES = [(1, 1, "100360"), (2, 1, "100360"), (3, 1, "100360"), (1001, 2, "1
 
 
 @pytest.fixture(scope="session")
+def mat_slices() -> list[tuple[int, int, str]]:
+    """``(number, label, patient id)`` of the slices in :func:`mat_v73_dir`, in file order."""
+    return list(MAT_SLICES)
+
+
+@pytest.fixture(scope="session")
 def real_pngs(shared_data: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """``{number: (image uint8, mask uint8 0/255)}`` for :data:`MAT_SLICES`, read with cv2."""
     root = shared_data / "figshare-png"

@@ -11,6 +11,7 @@ from unet_keras.data import (
     preprocess_image,
     preprocess_mask,
     read_dataset,
+    read_image_file,
 )
 
 
@@ -29,10 +30,10 @@ def test_int16_and_uint16_scale_to_unit_range():
 
 def test_mat_and_png_give_the_same_model_input(mat_v73_dir, shared_data):
     """An int16 .mat slice with another value range and its uint8 PNG: equal after scaling."""
-    (png,) = [s for s in read_dataset(shared_data / "figshare-png") if s.id == "2001"]
-    (mat,) = [s for s in read_dataset(mat_v73_dir) if s.id == "2001"]
-    raw = mat.image.astype(np.int32) * 7 - 120  # a scanner-like range, still int16
-    a = preprocess_image(png.image, 256, 3)
+    png = read_image_file(shared_data / "figshare-png" / "images" / "2001.png")
+    mat = read_image_file(mat_v73_dir / "2001.mat")
+    raw = mat.astype(np.int32) * 7 - 120  # a scanner-like range, still int16
+    a = preprocess_image(png, 256, 3)
     b = preprocess_image(raw.astype(np.int16), 256, 3)
     np.testing.assert_allclose(a, b, atol=1e-5)
 

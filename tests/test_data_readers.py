@@ -12,7 +12,6 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from conftest import MAT_SLICES, border_of, write_matlab_v73
 
 from unet_keras.data import (
     SAMPLE_DIR,
@@ -57,11 +56,16 @@ def test_bundled_sample(sample_dir):
     assert "CC BY 4.0" in (sample_dir / "README.md").read_text()
 
 
-def test_mat_v73_equals_the_png_it_came_from(mat_v73_dir, real_pngs):
+def _border(mat_file: Path) -> np.ndarray:
+    with h5py.File(mat_file, "r") as f:
+        return f["cjdata/tumorBorder"][()].T[0]
+
+
+def test_mat_v73_equals_the_png_it_came_from(mat_v73_dir, real_pngs, mat_slices):
     slices = read_dataset(mat_v73_dir)
     assert detect_format(mat_v73_dir) == "figshare"
-    assert [s.id for s in slices] == [str(n) for n, _, _ in MAT_SLICES]
-    for s, (n, label, pid) in zip(slices, MAT_SLICES, strict=True):
+    assert [s.id for s in slices] == [str(n) for n, _, _ in mat_slices]
+    for s, (n, label, pid) in zip(slices, mat_slices, strict=True):
         image, mask = real_pngs[n]
         assert s.image.dtype == np.int16 and s.image.shape == image.shape  # not transposed
         np.testing.assert_array_equal(s.image, image.astype(np.int16))
@@ -86,7 +90,7 @@ def test_mat_v73_layout_is_matlab_like(mat_v73_dir):
 def test_package_writer_matches_matlab_layout(mat_v73_dir, tmp_path, real_pngs):
     image, mask = real_pngs[2001]
     ours = tmp_path / "2001.mat"
-    write_figshare_mat(ours, image, mask, 3, "112649", border_of(mask))
+    write_figshare_mat(ours, image, mask, 3, "112649", _border(mat_v73_dir / "2001.mat"))
     with h5py.File(ours, "r") as a, h5py.File(mat_v73_dir / "2001.mat", "r") as b:
         for key in b["cjdata"]:
             x, y = a["cjdata"][key], b["cjdata"][key]
@@ -100,10 +104,10 @@ def test_package_writer_matches_matlab_layout(mat_v73_dir, tmp_path, real_pngs):
     assert (s.label, s.patient_id) == (3, "112649")
 
 
-def test_mat_v5_from_scipy_equals_png(tmp_path, real_pngs):
+def test_mat_v5_from_scipy_equals_png(tmp_path, real_pngs, mat_v73_dir):
     image, mask = real_pngs[1001]
     cj = {"image": image.astype(np.int16), "tumorMask": (mask > 0), "label": 2.0,
-          "PID": "107494", "tumorBorder": border_of(mask)[None, :]}
+          "PID": "107494", "tumorBorder": _border(mat_v73_dir / "1001.mat")[None, :]}
     scipy.io.savemat(tmp_path / "1001.mat", {"cjdata": cj}, format="5")
     assert (tmp_path / "1001.mat").read_bytes()[:10] == b"MATLAB 5.0"
     (s,) = read_dataset(tmp_path)
@@ -237,12 +241,11 @@ def test_unknown_layouts(tmp_path):
     assert issubclass(DataError, ValueError)
 
 
-def test_mat_files_in_nested_folders(tmp_path, real_pngs):
+def test_mat_files_in_nested_folders(tmp_path, mat_v73_dir):
     """The Figshare zip unpacks into several folders; files are found recursively."""
-    for part, (n, label, pid) in zip(("part1", "part2"), MAT_SLICES[:2], strict=True):
+    for part, n in (("part2", 1001), ("part1", 2)):
         (tmp_path / part).mkdir()
-        image, mask = real_pngs[n]
-        write_matlab_v73(tmp_path / part / f"{n}.mat", image, mask, label, pid, border_of(mask))
+        shutil.copy(mat_v73_dir / f"{n}.mat", tmp_path / part)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert [s.id for s in read_dataset(tmp_path)] == ["1", "2"]
+        assert [s.id for s in read_dataset(tmp_path)] == ["2", "1001"]
