@@ -112,7 +112,7 @@ def split_records(
 
     def takes(name: str, group: list[int], groups_after: int, reserve: int) -> bool:
         """Below target, at least ``reserve`` groups left for later splits, and adding the
-        group overshoots the target by less than the current shortfall (or the split is
+        group overshoots the target by no more than the current shortfall (or the split is
         empty)."""
         have, target = len(out[name]), targets[name]
         if have >= target or groups_after < reserve:
