@@ -3,12 +3,21 @@
 Importing the package registers the custom losses and metrics with Keras, so saved ``.keras``
 models reload with ``keras.models.load_model(path)`` (``safe_mode=True``) and no
 ``custom_objects``. It never imports torch.
+
+TensorFlow 2.21 prints absl start-up lines ("oneDNN custom operations are on", "Could not find
+cuda drivers") on stderr that no environment variable silences; they are hidden while the
+package imports TensorFlow (``UNET_KERAS_TF_LOGS=1`` shows them), so a CLI's stderr carries
+only what it means to say.
 """
 
-from unet_keras.config import ArchConfig
-from unet_keras.inference import predict_any_size
-from unet_keras.losses import BCEDiceLoss, DiceLoss, get_loss
-from unet_keras.metrics import (
+from unet_keras._quiet import quiet_stderr
+
+quiet_stderr(lambda: __import__("tensorflow"))
+
+from unet_keras.config import ArchConfig  # noqa: E402
+from unet_keras.inference import predict_any_size  # noqa: E402
+from unet_keras.losses import BCEDiceLoss, DiceLoss, get_loss  # noqa: E402
+from unet_keras.metrics import (  # noqa: E402
     DiceCoefficient,
     IoUCoefficient,
     accuracy_per_image,
@@ -17,7 +26,7 @@ from unet_keras.metrics import (
     iou_coef,
     iou_per_image,
 )
-from unet_keras.model import build_unet
+from unet_keras.model import build_unet  # noqa: E402
 
 __version__ = "0.1.0"
 

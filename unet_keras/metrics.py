@@ -159,14 +159,19 @@ def accuracy_per_image(y_true: np.ndarray, y_pred: np.ndarray,
 
 def dice_global(y_true: np.ndarray, y_pred: np.ndarray, threshold: float = 0.5,
                 smooth: float = 0.0) -> float:
-    """Dice pooled over all images (the dataset-global value, as Keras logs it)."""
+    """Dice pooled over all images (the dataset-global value, as Keras logs it).
+
+    Binary masks; with ``smooth=0`` the empty-mask rule applies (all empty = 1.0).
+    """
     inter, st, sp, _, _ = _per_image_counts(y_true, y_pred, threshold)
-    return float((2 * inter.sum() + smooth) / max(st.sum() + sp.sum() + smooth, 1e-12))
+    denom = st.sum() + sp.sum() + smooth
+    return 1.0 if denom == 0 else float((2 * inter.sum() + smooth) / denom)
 
 
 def iou_global(y_true: np.ndarray, y_pred: np.ndarray, threshold: float = 0.5,
                smooth: float = 0.0) -> float:
-    """IoU pooled over all images."""
+    """IoU pooled over all images (all empty = 1.0 with ``smooth=0``)."""
     inter, st, sp, _, _ = _per_image_counts(y_true, y_pred, threshold)
     i = inter.sum()
-    return float((i + smooth) / max(st.sum() + sp.sum() - i + smooth, 1e-12))
+    denom = st.sum() + sp.sum() - i + smooth
+    return 1.0 if denom == 0 else float((i + smooth) / denom)

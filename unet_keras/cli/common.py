@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
+
+from unet_keras._quiet import quiet_stderr
 
 EXIT_BAD_INPUT = 2
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter (before TensorFlow is imported)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Initialise TensorFlow's devices with its C++ chatter ("failed call to cuInit" on a
+    machine without GPU) hidden; call once a CLI knows it will run a model."""
+    import tensorflow as tf
+
+    quiet_stderr(lambda: tf.config.list_physical_devices())
 
 
 def cli_errors(main: Callable[..., int | None]) -> Callable[..., int]:

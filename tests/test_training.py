@@ -1,0 +1,165 @@
+"""Training: the CLI end to end on the bundled sample, resume after SIGKILL, seeded runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from unet_keras.config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--base-filters", "4", "--depth", "2", "--image-size", "32", "--batch-size", "4"]
+
+
+def run_cli(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def history_epochs(path: Path) -> list[int]:
+    with path.open() as f:
+        return [int(r["epoch"]) for r in csv.DictReader(f)]
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cv2.imread(str(path)) is not None
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A 3-epoch tiny run on the bundled sample through ``train.py`` (no --data)."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    proc = run_cli("train.py", "--epochs", "3", *TINY, "--output", str(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bundled sample" in proc.stdout
+    return run
+
+
+def test_train_cli_writes_a_complete_run_dir(trained_run: Path):
+    for name in ("model.keras", "last.keras", "config.json", "split.json", "history.csv",
+                 "summary.md"):
+        assert (trained_run / name).is_file(), name
+    assert is_png(trained_run / "curves.png")
+    assert any((trained_run / "logs").rglob("events.out.tfevents.*"))
+    assert history_epochs(trained_run / "history.csv") == [0, 1, 2]
+    record = json.loads((trained_run / "config.json").read_text())
+    assert record["train"]["epochs"] == 3 and record["arch"]["base_filters"] == 4
+    assert not (trained_run / "backup").exists()  # removed once the run has finished
+    split = json.loads((trained_run / "split.json").read_text())
+    ids = [set(part["ids"]) for part in split["splits"].values()]
+    assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1:])
+
+
+def test_best_checkpoint_is_the_best_validation_epoch(trained_run: Path):
+    import keras
+
+    import unet_keras  # noqa: F401  (registers the custom objects)
+    from unet_keras.training import load_split_data
+
+    with (trained_run / "history.csv").open() as f:
+        best = max(float(r["val_dice_coef"]) for r in csv.DictReader(f))
+    cfg = TrainConfig.from_dict(json.loads((trained_run / "config.json").read_text())["train"])
+    _, _, arrays = load_split_data(cfg, trained_run)
+    model = keras.models.load_model(trained_run / "model.keras")
+    assert model.dtype_policy.name == "float32"
+    images, masks = arrays["val"]
+    probs = model.predict(images, verbose=0)
+    inter, total = float((probs * masks).sum()), float(probs.sum() + masks.sum())
+    np.testing.assert_allclose((2 * inter + 1) / (total + 1), best, rtol=2e-3)
+
+
+def test_evaluate_cli_outputs_recompute_from_saved_masks(trained_run: Path):
+    proc = run_cli("evaluate.py", str(trained_run), "--save-masks")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| test" in proc.stdout
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert set(metrics) == {"train", "val", "test"}
+    for split in metrics:
+        assert is_png(trained_run / f"examples_{split}.png")
+        assert is_png(trained_run / f"dice_hist_{split}.png")
+    # Recompute test Dice from the saved mask PNGs and the truth, by hand.
+    from unet_keras.data import read_dataset
+    from unet_keras.data.preprocess import preprocess_mask
+
+    slices = {s.id: s for s in read_dataset(REPO / "data" / "sample")}
+    dices = []
+    test_ids = json.loads((trained_run / "split.json").read_text())["splits"]["test"]["ids"]
+    for sid in test_ids:
+        pred = cv2.imread(str(trained_run / "masks" / "test" / f"{sid}.png"), 0) > 127
+        truth = preprocess_mask(slices[sid].mask, 32)[..., 0] > 0.5
+        denom = pred.sum() + truth.sum()
+        dices.append(1.0 if denom == 0 else 2 * (pred & truth).sum() / denom)
+    assert metrics["test"]["n_images"] == len(test_ids)
+    np.testing.assert_allclose(metrics["test"]["dice"]["mean"], np.mean(dices), atol=1e-9)
+    np.testing.assert_allclose(metrics["test"]["dice"]["std"], np.std(dices), atol=1e-9)
+    assert "Paper Dice" in (trained_run / "table1.md").read_text()
+
+
+def test_resume_after_sigkill_continues_without_gaps_or_duplicates(tmp_path: Path):
+    run = tmp_path / "killed"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = [sys.executable, str(REPO / "train.py"), "--epochs", "4", "--base-filters", "4",
+            "--depth", "2", "--image-size", "64", "--batch-size", "2", "--output", str(run)]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    meta = run / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if json.loads(meta.read_text())["epoch"] >= 2:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        assert proc.poll() is None, "training ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    done_before = len(history_epochs(run / "history.csv"))
+    assert 2 <= done_before < 4
+    resumed = run_cli("train.py", "--resume", "--output", str(run), "--epochs", "4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert history_epochs(run / "history.csv") == [0, 1, 2, 3]
+    assert (run / "model.keras").is_file() and not (run / "backup").exists()
+    again = run_cli("train.py", "--resume", "--output", str(run))
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
+
+
+def test_same_seed_gives_identical_histories(tmp_path: Path):
+    from unet_keras.training import train
+
+    def run(name: str) -> list[dict]:
+        cfg = TrainConfig(epochs=2, base_filters=4, depth=2, image_size=32, batch_size=4,
+                          seed=7, deterministic=True, output=str(tmp_path / name))
+        return train(cfg, log=lambda *_: None).history
+
+    first, second = run("a"), run("b")
+    assert first == second
+    third = train(TrainConfig(epochs=2, base_filters=4, depth=2, image_size=32, batch_size=4,
+                              seed=8, output=str(tmp_path / "c")), log=lambda *_: None).history
+    assert third != first
+
+
+def test_config_file_and_flags_resolve_in_order(tmp_path: Path):
+    from unet_keras.cli.train import resolve_config
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"epochs": 7, "base_filters": 8, "loss": "bce_dice"}))
+    cfg = resolve_config(["--config", str(path), "--epochs", "3", "--no-augment",
+                          "--output", "x"])
+    assert (cfg.epochs, cfg.base_filters, cfg.loss, cfg.augment) == (3, 8, "bce_dice", False)
+    with pytest.raises(ValueError, match="unknown training options"):
+        path.write_text(json.dumps({"epochz": 3}))
+        resolve_config(["--config", str(path)])
