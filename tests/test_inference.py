@@ -1,0 +1,101 @@
+"""predict_any_size: the input's own H, W at any size (reflect-pad and crop for ``None``-dim
+models, resize for fixed-size ones), grayscale replication, and clear errors on bad shapes."""
+
+from __future__ import annotations
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from unet_keras.config import ArchConfig
+from unet_keras.inference import predict_any_size
+from unet_keras.model import build_unet
+
+
+@pytest.fixture(scope="module")
+def flexible_model() -> keras.Model:
+    """A tiny size-agnostic U-Net (H, W multiples of 16)."""
+    keras.utils.set_random_seed(0)
+    return build_unet(ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=4))
+
+
+@pytest.fixture(scope="module")
+def fixed_model() -> keras.Model:
+    keras.utils.set_random_seed(1)
+    return build_unet(ArchConfig(input_shape=(64, 64, 3), base_filters=4, depth=2))
+
+
+def _forward(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Reference forward pass ``(N, H, W, C) -> (N, H, W)`` without predict_any_size."""
+    return keras.ops.convert_to_numpy(model(x.astype(np.float32), training=False))[..., 0]
+
+
+@pytest.mark.parametrize("size", [(33, 51), (333, 517)])
+def test_odd_sizes_come_back_at_their_own_size(flexible_model, size):
+    h, w = size
+    image = np.random.default_rng(2).uniform(0, 1, (h, w, 3)).astype(np.float32)
+    probs = predict_any_size(flexible_model, image)
+    assert probs.shape == (h, w) and probs.dtype == np.float32
+    assert probs.min() >= 0.0 and probs.max() <= 1.0
+    # reference: reflect-pad bottom/right to the next multiple of 16, forward, crop top-left
+    padded = np.pad(image, ((0, -h % 16), (0, -w % 16), (0, 0)), mode="reflect")
+    want = _forward(flexible_model, padded[None])[0, :h, :w]
+    np.testing.assert_allclose(probs, want, rtol=0, atol=1e-5)
+
+
+def test_image_smaller_than_the_padding_still_works(flexible_model):
+    # 5x7 needs 11x9 of padding, more than reflect can mirror: must still return 5x7
+    image = np.random.default_rng(6).uniform(0, 1, (5, 7, 3)).astype(np.float32)
+    probs = predict_any_size(flexible_model, image)
+    assert probs.shape == (5, 7) and np.all(np.isfinite(probs))
+    assert probs.min() >= 0.0 and probs.max() <= 1.0
+
+
+def test_divisible_input_equals_model_predict(flexible_model):
+    x = np.random.default_rng(3).uniform(0, 1, (2, 64, 96, 3)).astype(np.float32)
+    probs = predict_any_size(flexible_model, x)
+    assert probs.shape == (2, 64, 96)
+    want = flexible_model.predict(x, verbose=0)[..., 0]
+    np.testing.assert_allclose(probs, want, rtol=0, atol=1e-6)
+    # single image (H, W, C) -> (H, W), same values
+    np.testing.assert_allclose(predict_any_size(flexible_model, x[1]), want[1], rtol=0, atol=1e-6)
+
+
+def test_grayscale_is_replicated_to_the_models_channels(flexible_model):
+    gray = np.random.default_rng(4).uniform(0, 1, (48, 40)).astype(np.float32)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    probs = predict_any_size(flexible_model, gray)
+    assert probs.shape == (48, 40)
+    np.testing.assert_array_equal(probs, predict_any_size(flexible_model, rgb))
+    # an explicit single channel (H, W, 1) is replicated the same way
+    np.testing.assert_array_equal(probs, predict_any_size(flexible_model, gray[..., None]))
+
+
+def test_fixed_size_model_resizes_in_and_out(fixed_model):
+    image = np.random.default_rng(5).uniform(0, 1, (100, 80, 3)).astype(np.float32)
+    probs = predict_any_size(fixed_model, image)
+    assert probs.shape == (100, 80) and probs.dtype == np.float32
+    # reference: area-resize to 64x64, forward, linear-resize back (cv2 takes (width, height))
+    small = cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA)
+    out = _forward(fixed_model, small[None])[0]
+    want = cv2.resize(out, (80, 100), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(probs, want, rtol=0, atol=1e-5)
+    # at the model's own size nothing is resized
+    at_size = image[:64, :64]
+    np.testing.assert_allclose(predict_any_size(fixed_model, at_size),
+                               _forward(fixed_model, at_size[None])[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 4), (32, 32, 2), (1, 32, 32, 5)])
+def test_wrong_channel_count_raises(flexible_model, shape):
+    with pytest.raises(ValueError, match="expects 3 channel") as info:
+        predict_any_size(flexible_model, np.zeros(shape, np.float32))
+    assert str(shape[-1]) in str(info.value)  # says what it got, too
+
+
+@pytest.mark.parametrize("shape", [(32,), (1, 1, 32, 32, 3), ()])
+def test_wrong_rank_raises(flexible_model, shape):
+    with pytest.raises(ValueError, match=r"\(H, W\), \(H, W, 3\) or \(N, H, W, 3\)") as info:
+        predict_any_size(flexible_model, np.zeros(shape, np.float32))
+    assert f"rank {len(shape)}" in str(info.value)

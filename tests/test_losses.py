@@ -1,0 +1,131 @@
+"""The paper's negative Dice loss and BCE + Dice against numpy, and a 20-step fit that shows the
+U-Net and the loss can learn (bright disks on noise)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from unet_keras.config import ArchConfig
+from unet_keras.losses import BCEDiceLoss, DiceLoss, get_loss
+from unet_keras.metrics import dice_coef
+from unet_keras.model import build_unet
+
+
+def np_dice(t: np.ndarray, p: np.ndarray, s: float = 1.0) -> float:
+    t, p = np.asarray(t, np.float64).ravel(), np.asarray(p, np.float64).ravel()
+    return (2 * np.sum(t * p) + s) / (t.sum() + p.sum() + s)
+
+
+def np_bce(t: np.ndarray, p: np.ndarray) -> float:
+    """Mean binary cross-entropy over all pixels (p away from 0 and 1, so no clipping)."""
+    t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+    return float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
+
+
+def _value(x) -> float:
+    return float(ops.convert_to_numpy(x))
+
+
+def _random(rng, n=3, h=16, w=16):
+    t = (rng.uniform(size=(n, h, w, 1)) < 0.3).astype(np.float32)
+    p = rng.uniform(0.02, 0.98, size=(n, h, w, 1)).astype(np.float32)
+    return t, p
+
+
+@pytest.mark.parametrize("smooth", [1.0, 0.1])
+def test_dice_loss_is_negative_pooled_dice(smooth):
+    t, p = _random(np.random.default_rng(0))
+    loss = DiceLoss(smooth=smooth)(t, p)
+    assert tuple(loss.shape) == ()
+    assert _value(loss) == pytest.approx(-np_dice(t, p, smooth), rel=1e-5)
+    assert _value(loss) == pytest.approx(-_value(dice_coef(t, p, smooth)), rel=1e-6)
+
+
+def test_dice_loss_perfect_and_worst_predictions():
+    rng = np.random.default_rng(1)
+    t = (rng.uniform(size=(2, 16, 16, 1)) < 0.4).astype(np.float32)
+    assert _value(DiceLoss()(t, t)) == pytest.approx(-1.0, abs=1e-7)  # the paper's log: -1.0
+    empty = np.zeros_like(t)
+    assert _value(DiceLoss()(empty, empty)) == pytest.approx(-1.0, abs=1e-7)
+    # disjoint prediction: only the smoothing term is left, -s / (|A| + |B| + s)
+    worst = _value(DiceLoss()(t, 1 - t))
+    assert worst == pytest.approx(-1.0 / (t.size + 1.0), rel=1e-5)
+    assert -1.0 <= worst < 0.0
+
+
+def test_dice_loss_with_bfloat16_predictions_is_float32():
+    t, p = _random(np.random.default_rng(2))
+    p16 = ops.cast(p, "bfloat16")
+    p_exact = ops.convert_to_numpy(ops.cast(p16, "float32"))
+    loss = DiceLoss()(t, p16)
+    assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+    assert _value(loss) == pytest.approx(-np_dice(t, p_exact), rel=1e-5)
+
+
+@pytest.mark.parametrize("smooth", [1.0, 0.5])
+def test_bce_dice_loss_against_numpy(smooth):
+    t, p = _random(np.random.default_rng(3))
+    want = np_bce(t, p) - np_dice(t, p, smooth)
+    assert _value(BCEDiceLoss(smooth=smooth)(t, p)) == pytest.approx(want, rel=1e-5)
+    # a perfect-ish prediction: BCE ~ 0, Dice ~ 1
+    near = np.clip(t, 1e-3, 1 - 1e-3)
+    assert _value(BCEDiceLoss()(t, near)) == pytest.approx(np_bce(t, near) - np_dice(t, near),
+                                                           rel=1e-4)
+    assert _value(BCEDiceLoss()(t, near)) < -0.99
+
+
+def test_get_loss():
+    dice = get_loss("dice", smooth=0.5)
+    assert isinstance(dice, DiceLoss) and dice.smooth == 0.5
+    bce = get_loss("bce_dice")
+    assert isinstance(bce, BCEDiceLoss) and bce.smooth == 1.0
+    with pytest.raises(ValueError, match="bce_dice"):
+        get_loss("focal")
+
+
+def test_dice_loss_gradient_points_towards_the_truth():
+    import tensorflow as tf
+
+    t, p = _random(np.random.default_rng(4))
+    var = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        loss = DiceLoss()(t, var)
+    grad = tape.gradient(loss, var).numpy()
+    # raising p on tumor pixels lowers the loss; on background pixels it raises it
+    assert np.all(grad[t == 1] < 0) and np.all(grad[t == 0] > 0)
+
+
+def _disks(rng: np.random.Generator, n: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` bright disks (radius 12..22 px) on Gaussian noise: images (n, size, size, 3) in
+    [0, 1] and binary masks (n, size, size, 1)."""
+    yy, xx = np.mgrid[:size, :size]
+    x = rng.normal(0.25, 0.08, (n, size, size, 3))
+    y = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        r = rng.uniform(12, 22)
+        cy, cx = rng.uniform(r, size - r, 2)
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        y[i, disk, 0] = 1.0
+        x[i, disk] += 0.5
+    return np.clip(x, 0, 1).astype(np.float32), y
+
+
+def test_twenty_steps_of_dice_loss_learn_disks():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    batch, steps = 4, 20
+    x, y = _disks(rng, batch * steps)
+    # bn_momentum 0.5 so that 20 steps are enough for the moving statistics used at inference
+    model = build_unet(ArchConfig(input_shape=(64, 64, 3), base_filters=8, bn_momentum=0.5))
+    model.compile(keras.optimizers.Adam(3e-2), DiceLoss(), jit_compile=False)
+    before = _value(DiceLoss()(y[:16], model(x[:16], training=False)))
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations) == steps
+    # judged on unseen disks, in inference mode
+    x_new, y_new = _disks(rng, 16)
+    after = _value(DiceLoss()(y_new, model(x_new, training=False)))
+    assert before > -0.6
+    assert after < -0.8, f"Dice loss after {steps} steps: {after:.3f} (before: {before:.3f})"
