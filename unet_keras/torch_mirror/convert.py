@@ -1,0 +1,129 @@
+"""Weights between the Keras U-Net and its PyTorch twin, copied layer by layer by name.
+
+Layouts: a Keras ``Conv2D`` kernel ``(kh, kw, in, out)`` and a ``Conv2DTranspose`` kernel
+``(kh, kw, out, in)`` both become PyTorch's ``Conv2d`` ``(out, in, kh, kw)`` /
+``ConvTranspose2d`` ``(in, out, kh, kw)`` by the axis permutation ``(3, 2, 0, 1)``, with no
+spatial flip (both frameworks compute cross-correlation, and both transposed convolutions are
+its adjoint). BatchNormalization ``gamma, beta, moving_mean, moving_variance`` are
+``weight, bias, running_mean, running_var``. Values are copied, never recomputed, so a round
+trip gives bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import torch
+from keras import layers
+
+from unet_keras.config import ArchConfig
+from unet_keras.model import build_unet
+from unet_keras.torch_mirror.network import TorchUNet, build_torch_unet
+
+KERAS_TO_TORCH_AXES = (3, 2, 0, 1)
+TORCH_TO_KERAS_AXES = (2, 3, 1, 0)
+_BATCH_NORM = (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+               ("moving_variance", "running_var"))
+
+
+class ConversionError(ValueError):
+    """The Keras model or the PyTorch module is not a U-Net this package can convert."""
+
+
+def arch_config_from_keras(model: keras.Model) -> ArchConfig:
+    """Recover the :class:`ArchConfig` of a U-Net built by :func:`unet_keras.model.build_unet`.
+
+    Read from the model itself: input shape (``None`` H/W kept), filters of ``down1_conv1``,
+    the number of ``down{i}_pool`` layers (depth), the rate of ``bottleneck_dropout`` (0 when
+    absent), whether ``up1_att_psi`` exists (attention), the kernel size of ``up1_transpose``
+    and momentum/epsilon of ``down1_bn1``.
+    """
+    by_name = {layer.name: layer for layer in model.layers}
+    try:
+        first, bn, transpose = (by_name[n] for n in ("down1_conv1", "down1_bn1", "up1_transpose"))
+    except KeyError as exc:
+        raise ConversionError(
+            f"model {model.name!r} is not a unet_keras U-Net: it has no layer {exc}") from None
+    depth = 0
+    while f"down{depth + 1}_pool" in by_name:
+        depth += 1
+    dropout = by_name.get("bottleneck_dropout")
+    return ArchConfig(
+        input_shape=tuple(model.input_shape[1:]),
+        base_filters=int(first.filters),
+        depth=depth,
+        dropout=float(dropout.rate) if dropout is not None else 0.0,
+        attention="up1_att_psi" in by_name,
+        transpose_kernel=int(transpose.kernel_size[0]),
+        bn_momentum=float(bn.momentum),
+        bn_epsilon=float(bn.epsilon),
+    )
+
+
+def _keras_variables(model: keras.Model) -> dict[str, tuple[keras.Variable, bool]]:
+    """``{"<layer>.<torch parameter>": (Keras variable, is a kernel to permute)}``."""
+    out = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if isinstance(layer, layers.BatchNormalization):
+            for keras_name, torch_name in _BATCH_NORM:
+                out[f"{layer.name}.{torch_name}"] = (getattr(layer, keras_name), False)
+        elif isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+            out[f"{layer.name}.weight"] = (layer.kernel, True)
+            if layer.use_bias:
+                out[f"{layer.name}.bias"] = (layer.bias, False)
+        else:
+            raise ConversionError(f"layer {layer.name!r} ({type(layer).__name__}) has weights "
+                                  "but no PyTorch counterpart")
+    return out
+
+
+def _matched(model: keras.Model, module: TorchUNet
+             ) -> list[tuple[str, keras.Variable, bool, torch.Tensor]]:
+    """Pair every Keras variable with the PyTorch tensor of the same name (shapes checked)."""
+    variables = _keras_variables(model)
+    state = {k: v for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")}
+    if set(variables) != set(state):
+        only_keras = sorted(set(variables) - set(state))
+        only_torch = sorted(set(state) - set(variables))
+        raise ConversionError(f"weights do not correspond: only in Keras {only_keras[:5]}, "
+                              f"only in PyTorch {only_torch[:5]}")
+    pairs = []
+    for key, (var, is_kernel) in variables.items():
+        shape = tuple(var.shape)
+        if is_kernel:
+            shape = tuple(shape[a] for a in KERAS_TO_TORCH_AXES)
+        if shape != tuple(state[key].shape):
+            raise ConversionError(f"{key}: Keras shape {tuple(var.shape)} does not fit PyTorch "
+                                  f"shape {tuple(state[key].shape)}")
+        pairs.append((key, var, is_kernel, state[key]))
+    return pairs
+
+
+def keras_to_torch(model: keras.Model) -> TorchUNet:
+    """A :class:`TorchUNet` (eval mode, CPU) with the weights of a Keras U-Net.
+
+    The architecture comes from :func:`arch_config_from_keras`.
+    """
+    module = build_torch_unet(arch_config_from_keras(model))
+    with torch.no_grad():
+        for _, var, is_kernel, tensor in _matched(model, module):
+            value = keras.ops.convert_to_numpy(var)
+            if is_kernel:
+                value = np.transpose(value, KERAS_TO_TORCH_AXES)
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return module.eval()
+
+
+def torch_to_keras(module: TorchUNet) -> keras.Model:
+    """A Keras U-Net (``build_unet(module.config)``) with the weights of a :class:`TorchUNet`."""
+    if not isinstance(module, TorchUNet):
+        raise ConversionError(f"expected a unet_keras TorchUNet, got {type(module).__name__}")
+    model = build_unet(module.config)
+    for _, var, is_kernel, tensor in _matched(model, module):
+        value = tensor.detach().cpu().numpy()
+        if is_kernel:
+            value = np.transpose(value, TORCH_TO_KERAS_AXES)
+        var.assign(value)
+    return model
