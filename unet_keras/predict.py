@@ -6,7 +6,6 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 
@@ -14,7 +13,7 @@ from unet_keras.atomic import atomic_path
 from unet_keras.data import read_image_file
 from unet_keras.data.preprocess import preprocess_image
 from unet_keras.inference import load_model, predict_any_size
-from unet_keras.viz import overlay
+from unet_keras.viz import encode_png, overlay
 
 
 def segment_image(model: keras.Model, image: np.ndarray, threshold: float = 0.5,
@@ -32,14 +31,9 @@ def segment_image(model: keras.Model, image: np.ndarray, threshold: float = 0.5,
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 ``(H, W)`` or RGB ``(H, W, 3)`` array as PNG, atomically."""
-    a = np.asarray(array)
-    if a.ndim == 3:
-        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", a)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
+    data = encode_png(np.asarray(array, dtype=np.uint8))
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,

@@ -22,6 +22,19 @@ CURVES = (("accuracy", "Accuracy"), ("iou_coef", "IoU coefficient"),
           ("dice_coef", "Dice coefficient"), ("loss", "Loss"))
 
 
+def encode_png(array: np.ndarray) -> bytes:
+    """uint8 ``(H, W)`` grayscale or ``(H, W, 3)`` RGB -> PNG bytes."""
+    import cv2
+
+    a = np.asarray(array)
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an array of shape {a.shape}")
+    return buf.tobytes()
+
+
 def _save(fig, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")

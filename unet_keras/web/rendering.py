@@ -12,20 +12,14 @@ import base64
 import cv2
 import numpy as np
 
-from unet_keras.viz import overlay
+from unet_keras.viz import encode_png, overlay
 
 OUTLINE_RGB = (255, 230, 0)
 
 
 def png_data_url(array: np.ndarray) -> str:
     """uint8 ``(H, W)`` grayscale or ``(H, W, 3)`` RGB -> ``"data:image/png;base64,..."``."""
-    a = np.asarray(array)
-    if a.ndim == 3:
-        a = cv2.cvtColor(a, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", a)
-    if not ok:
-        raise ValueError(f"PNG encoding failed for an array of shape {array.shape}")
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(encode_png(array)).decode("ascii")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
