@@ -7,12 +7,16 @@ models reload with ``keras.models.load_model(path)`` (``safe_mode=True``) and no
 TensorFlow 2.21 prints absl start-up lines ("oneDNN custom operations are on", "Could not find
 cuda drivers") on stderr that no environment variable silences; they are hidden while the
 package imports TensorFlow (``UNET_KERAS_TF_LOGS=1`` shows them), so a CLI's stderr carries
-only what it means to say.
+only what it means to say. Under ``KERAS_BACKEND=torch`` TensorFlow is not imported at all, so
+a PyTorch-only process can load a converted ``model.pt`` (:mod:`unet_keras.torch_mirror`).
 """
+
+import os
 
 from unet_keras._quiet import quiet_stderr
 
-quiet_stderr(lambda: __import__("tensorflow"))
+if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    quiet_stderr(lambda: __import__("tensorflow"))
 
 from unet_keras.config import ArchConfig  # noqa: E402
 from unet_keras.inference import predict_any_size  # noqa: E402
