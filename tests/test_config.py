@@ -98,14 +98,12 @@ def test_unknown_fields_are_rejected_by_name():
         ArchConfig.from_dict({"depht": 4})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py: non-positive / non-int H, W are accepted")
 @pytest.mark.parametrize("shape", [(0, 0, 3), (-16, 64, 3), (64.0, 64, 3)])
 def test_non_positive_or_non_integer_spatial_dims_are_rejected(shape):
     with pytest.raises(ValueError, match="input"):
         ArchConfig(input_shape=shape)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py: types/BN ranges are not validated")
 @pytest.mark.parametrize(
     "kwargs",
     [{"depth": "4"}, {"base_filters": 8.5}, {"bn_momentum": 1.5}, {"bn_epsilon": 0.0}],

@@ -11,6 +11,7 @@ from keras import ops
 from unet_keras.metrics import (
     DiceCoefficient,
     IoUCoefficient,
+    PixelAccuracy,
     accuracy_per_image,
     dice_coef,
     dice_per_image,
@@ -151,13 +152,13 @@ def test_segmentation_metrics_over_batches_match_numpy():
     batches = _batches(rng)
     metrics = segmentation_metrics(smooth=1.0)
     assert [m.name for m in metrics] == ["accuracy", "iou_coef", "dice_coef"]
-    assert isinstance(metrics[0], keras.metrics.BinaryAccuracy)
+    assert isinstance(metrics[0], PixelAccuracy)
     for t, p in batches:
         for m in metrics:
             m.update_state(t, p)
     t_all = np.concatenate([b[0] for b in batches])
     p_all = np.concatenate([b[1] for b in batches])
-    acc = np.mean((p_all > 0.5) == (t_all > 0.5))
+    acc = np.mean((p_all >= 0.5) == (t_all > 0.5))
     got = [_value(m.result()) for m in metrics]
     assert got[0] == pytest.approx(acc, rel=1e-6)
     assert got[1] == pytest.approx(np_iou(t_all, p_all), rel=1e-5)
@@ -191,13 +192,11 @@ def test_metrics_under_mixed_bfloat16_policy(mixed_bfloat16):
     t_all = np.concatenate([e[0] for e in exact])
     p_all = np.concatenate([e[1] for e in exact])
     got = [_value(m.result()) for m in metrics]
-    assert got[0] == pytest.approx(np.mean((p_all > 0.5) == (t_all > 0.5)), rel=1e-6)
+    assert got[0] == pytest.approx(np.mean((p_all >= 0.5) == (t_all > 0.5)), rel=1e-6)
     assert got[1] == pytest.approx(np_iou(t_all, p_all), rel=1e-5)
     assert got[2] == pytest.approx(np_dice(t_all, p_all), rel=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG metrics.py: Keras BinaryAccuracy uses p > 0.5, "
-                                       "the numpy side and the docs p >= 0.5")
 def test_keras_and_numpy_accuracy_agree_at_the_threshold():
     t = np.ones((1, 4, 4, 1), np.float32)
     p = np.full((1, 4, 4, 1), 0.5, np.float32)  # exactly 0.5 (common in bfloat16)

@@ -12,6 +12,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
+def _require_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     """Architecture of the U-Net.
@@ -47,19 +52,21 @@ class ArchConfig:
         object.__setattr__(self, "input_shape", shape)
         if len(shape) != 3:
             raise ValueError(f"input_shape must be (H, W, C), got {shape}")
-        if not isinstance(shape[2], int) or shape[2] < 1:
-            raise ValueError(f"input_shape channels must be a positive int, got {shape[2]}")
-        if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
-        if self.base_filters < 1:
-            raise ValueError(f"base_filters must be >= 1, got {self.base_filters}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.transpose_kernel < 1:
-            raise ValueError(f"transpose_kernel must be >= 1, got {self.transpose_kernel}")
+        _require_positive_int("input_shape channels", shape[2])
+        for name in ("depth", "base_filters", "transpose_kernel"):
+            _require_positive_int(name, getattr(self, name))
+        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bn_momentum, int | float) or not 0.0 <= self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1], got {self.bn_momentum!r}")
+        if not isinstance(self.bn_epsilon, int | float) or not self.bn_epsilon > 0:
+            raise ValueError(f"bn_epsilon must be > 0, got {self.bn_epsilon!r}")
         multiple = 2**self.depth
         for dim in shape[:2]:
-            if dim is not None and dim % multiple:
+            if dim is None:
+                continue
+            _require_positive_int("input_shape H and W", dim)
+            if dim % multiple:
                 raise ValueError(
                     f"input H and W must be divisible by 2**depth = {multiple}, got {shape[:2]}"
                 )

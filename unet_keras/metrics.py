@@ -101,9 +101,32 @@ class IoUCoefficient(_OverlapMetric):
         return _iou_from_sums(self.intersection, self.sum_true, self.sum_pred, self.smooth)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+def pixel_accuracy_per_sample(y_true, y_pred, threshold: float = 0.5):
+    """Fraction of pixels with ``(p >= threshold) == (y >= 0.5)``, one value per sample."""
+    y_true = ops.cast(y_true, "float32") >= 0.5
+    y_pred = ops.cast(y_pred, "float32") >= threshold
+    hits = ops.cast(ops.equal(y_true, y_pred), "float32")
+    return ops.mean(ops.reshape(hits, (ops.shape(hits)[0], -1)), axis=1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PixelAccuracy(keras.metrics.MeanMetricWrapper):
+    """Pixel accuracy at ``p >= threshold`` (logged as ``accuracy``), the same rule as the numpy
+    evaluation functions (Keras' ``BinaryAccuracy`` uses ``p > threshold``)."""
+
+    def __init__(self, name: str = "accuracy", threshold: float = 0.5, dtype=None):
+        super().__init__(pixel_accuracy_per_sample, name=name, dtype=dtype,
+                         threshold=threshold)
+        self.threshold = float(threshold)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "threshold": self.threshold}
+
+
 def pixel_accuracy() -> keras.metrics.Metric:
-    """Pixel accuracy at threshold 0.5 (Keras' ``BinaryAccuracy``, logged as ``accuracy``)."""
-    return keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.5)
+    """Pixel accuracy at threshold 0.5, logged as ``accuracy``."""
+    return PixelAccuracy()
 
 
 def segmentation_metrics(smooth: float = 1.0) -> list[keras.metrics.Metric]:
