@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from unet_keras.atomic import write_text_atomic
 from unet_keras.data.records import DataError, Slice, natural_key
 
 SPLITS = ("train", "val", "test")
@@ -192,7 +193,7 @@ def write_split_json(
             "paths": [s.path for s in chosen],
             "patients": sorted({s.patient_id for s in chosen if s.patient_id}, key=natural_key),
         }
-    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 
 def read_split_json(path: str | Path, slices: Sequence[Slice]) -> dict[str, list[int]]:
