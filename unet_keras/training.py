@@ -15,13 +15,38 @@ A run directory (``TrainConfig.output``) holds::
 
 Everything is written atomically; a run killed at any moment continues with ``resume=True``
 from its last finished epoch.
+
+``--data`` may also be a TFRecord export (:mod:`unet_keras.data.tfrecord`); its split is then
+used as exported (and copied to ``split.json``), and the shards are read by a ``tf.data``
+pipeline that multi-worker training auto-shards between the workers.
+
+Distribution (``TrainConfig.strategy``, see :mod:`unet_keras.distribute`): the model, optimizer
+and metrics are created in the strategy's scope, and ``batch_size`` is the *global* batch, which
+the strategy splits evenly between the replicas (it must be a multiple of their number). With
+several replicas the training data repeats and an epoch is ``n_train // batch_size`` full
+steps, so that no replica ever sees a partial or empty batch; BatchNormalization normalises
+each replica's part with its own statistics, the moving statistics are averaged across
+replicas after each epoch, and validation runs on an undistributed copy of the model (exactly
+the single-device numbers). The learning rate is used as given, for the global batch:
+when a change of hardware changes the global batch by a factor ``k`` (e.g. the same
+per-replica batch on ``k`` times the replicas), scale ``lr`` by ``k`` (the linear scaling rule,
+Goyal et al. 2017, with a few epochs of warm-up for large ``k``); keeping the global batch
+keeps the optimisation, whatever the number of replicas. Under ``MultiWorkerMirroredStrategy``
+every worker runs :func:`train` with the same configuration; only the chief writes the run
+directory, the others write to a temporary directory that is removed when they return, and a
+worker that dies makes the others stop with :class:`unet_keras.distribute.WorkerLostError`;
+restarting every worker with ``resume=True`` continues from the chief's backup (which the other
+workers read, so ``output`` must then be on storage they share).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +58,19 @@ import tensorflow as tf
 from unet_keras import data as data_lib
 from unet_keras.atomic import atomic_path, write_text_atomic
 from unet_keras.config import ArchConfig, TrainConfig
-from unet_keras.distribute import select_strategy
+from unet_keras.data import tfrecord
+from unet_keras.distribute import (
+    AverageBatchNormStatistics,
+    ReplicaMeanLoss,
+    UndistributedValidation,
+    cluster_size,
+    fix_keras_multiworker,
+    is_chief,
+    peer_failures,
+    select_strategy,
+    task_name,
+    weights_digest,
+)
 from unet_keras.losses import get_loss
 from unet_keras.metrics import segmentation_metrics
 from unet_keras.model import build_unet
@@ -73,11 +110,13 @@ def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=cfg.lr)
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig) -> keras.Model:
-    """Compile with the configured loss, optimizer and the paper's metrics."""
+def compile_model(model: keras.Model, cfg: TrainConfig, replicas: int = 1) -> keras.Model:
+    """Compile with the configured loss, optimizer and the paper's metrics (in the strategy's
+    scope when ``replicas`` > 1; the pooled loss then counts once, see ``ReplicaMeanLoss``)."""
+    loss = get_loss(cfg.loss, cfg.smooth)
     model.compile(
         optimizer=make_optimizer(cfg),
-        loss=get_loss(cfg.loss, cfg.smooth),
+        loss=ReplicaMeanLoss(loss) if replicas > 1 else loss,
         metrics=segmentation_metrics(cfg.smooth),
         jit_compile=cfg.jit_compile,
     )
@@ -205,9 +244,74 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, best_so_far: float | None) -> li
     return callbacks
 
 
+def _prepare_worker_dir(cfg: TrainConfig, scratch: Path) -> Path:
+    """A non-chief worker's stand-in for the run directory: empty, or on resume a copy of the
+    chief's config, split, history and backup (read from ``cfg.output``)."""
+    if cfg.output is None:
+        raise ValueError("TrainConfig.output (the run directory) is not set")
+    if cfg.resume:
+        run_dir = Path(cfg.output)
+        if not (run_dir / "config.json").exists():
+            raise data_lib.DataError(
+                f"{run_dir}: no config.json here, nothing to resume (every worker reads the "
+                "chief's run directory on resume: put --output on storage they share)")
+        for name in ("config.json", "split.json", "history.csv"):
+            if (run_dir / name).exists():
+                shutil.copyfile(run_dir / name, scratch / name)
+        if (run_dir / "backup").is_dir():
+            shutil.copytree(run_dir / "backup", scratch / "backup")
+    return scratch
+
+
+def _datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None, arrays: dict | None,
+              replicas: int) -> tuple[tf.data.Dataset, tf.data.Dataset, int | None]:
+    """Training and validation batches of the global batch size, and steps per epoch (``None``:
+    one pass over the training split, the single-replica case)."""
+    spread = {"repeat": True, "drop_remainder": True} if replicas > 1 else {}
+    if export is None:
+        n_train = len(arrays["train"][0])
+        train_ds = data_lib.make_dataset(*arrays["train"], batch_size=cfg.batch_size,
+                                         shuffle=True, augment=cfg.augment, seed=cfg.seed,
+                                         **spread)
+        val_ds = data_lib.make_dataset(*arrays["val"], batch_size=cfg.batch_size, shuffle=False)
+    else:
+        n_train = export.counts["train"]
+        train_ds = tfrecord.make_tfrecord_dataset(export, "train", cfg.batch_size, cfg.channels,
+                                                  shuffle=True, augment=cfg.augment,
+                                                  seed=cfg.seed, **spread)
+        val_ds = tfrecord.make_tfrecord_dataset(export, "val", cfg.batch_size, cfg.channels,
+                                                shuffle=False)
+    return train_ds, val_ds, (max(1, n_train // cfg.batch_size) if replicas > 1 else None)
+
+
+def _export_split(export: tfrecord.TFRecordExport, cfg: TrainConfig, run_dir: Path
+                  ) -> dict[str, list[str]]:
+    """The export's split (slice ids per split), copied into the run directory."""
+    if export.image_size != cfg.image_size:
+        raise data_lib.DataError(
+            f"{export.root}: exported at {export.image_size}x{export.image_size}; train it with "
+            f"--image-size {export.image_size} (or export again at {cfg.image_size})")
+    if not (run_dir / "split.json").exists():
+        shutil.copyfile(export.root / "split.json", run_dir / "split.json")
+    return export.split_ids()
+
+
 def train(cfg: TrainConfig, log=print) -> RunResult:
-    """Run a full training as configured; see the module docstring for the outputs."""
-    run_dir = prepare_run_dir(cfg)
+    """Run a full training as configured; see the module docstring for the outputs.
+
+    In a multi-worker cluster (``TF_CONFIG``) only the chief writes ``cfg.output``; every other
+    worker works in a temporary directory, removed when it returns or fails.
+    """
+    if is_chief():
+        return _train(cfg, prepare_run_dir(cfg), True, log)
+    with tempfile.TemporaryDirectory(prefix="unet-keras-worker-") as scratch:
+        log(f"{task_name()}: scratch {scratch} (removed at the end); the chief writes "
+            f"{cfg.output}")
+        return _train(cfg, _prepare_worker_dir(cfg, Path(scratch)), False, log)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
+    """:func:`train` writing into ``run_dir`` (a non-chief worker: its temporary directory)."""
     if cfg.resume:
         saved = json.loads((run_dir / "config.json").read_text())["train"]
         cfg = TrainConfig.from_dict({**saved, "resume": True, "output": cfg.output,
@@ -218,19 +322,26 @@ def train(cfg: TrainConfig, log=print) -> RunResult:
 
     data_path = cfg.data or str(data_lib.SAMPLE_DIR)
     log(f"data: {data_path}" + ("" if cfg.data else " (the bundled sample; pass --data for yours)"))
-    slices, split, arrays = load_split_data(cfg, run_dir)
+    export = tfrecord.open_export(data_path) if tfrecord.is_export(data_path) else None
+    if export is None:
+        _, split, arrays = load_split_data(cfg, run_dir)
+    else:
+        split, arrays = _export_split(export, cfg, run_dir), None
     log("split: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()) + " slices")
-    if "train" not in arrays or "val" not in arrays:
+    if not split.get("train") or not split.get("val"):
         raise data_lib.DataError(f"{data_path}: too few slices for a train and a val split")
 
     arch = cfg.arch()
     config_record = {"arch": arch.to_dict(), "train": cfg.to_dict(), "data_path": data_path}
+    if export is not None:
+        config_record["data_source"] = export.source
     write_text_atomic(run_dir / "config.json", json.dumps(config_record, indent=2))
 
     backup_dir = run_dir / "backup"
     history_path = run_dir / "history.csv"
-    if cfg.resume and not backup_dir.exists() and (run_dir / "model.keras").exists():
-        raise ValueError(f"{run_dir}: this run has finished; there is nothing to resume")
+    finished = Path(cfg.output) / "model.keras"  # the chief's, also for the other workers
+    if cfg.resume and not backup_dir.exists() and finished.exists():
+        raise ValueError(f"{finished.parent}: this run has finished; there is nothing to resume")
     next_epoch = _restored_epoch(backup_dir) if cfg.resume else 0
     past = _trim_history(history_path, next_epoch) if cfg.resume else []
     if not cfg.resume and history_path.exists():
@@ -242,22 +353,44 @@ def train(cfg: TrainConfig, log=print) -> RunResult:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         strategy = select_strategy(cfg.strategy)
+        replicas, workers = strategy.num_replicas_in_sync, cluster_size()
+        if cfg.batch_size % replicas:
+            raise ValueError(f"batch size {cfg.batch_size} is the global batch; it must be a "
+                             f"multiple of the {replicas} replicas")
         with strategy.scope():
-            model = compile_model(build_unet(arch), cfg)
-        train_ds = data_lib.make_dataset(*arrays["train"], batch_size=cfg.batch_size,
-                                         shuffle=True, augment=cfg.augment, seed=cfg.seed)
-        val_ds = data_lib.make_dataset(*arrays["val"], batch_size=cfg.batch_size, shuffle=False)
+            model = compile_model(build_unet(arch), cfg, replicas)
+        train_ds, val_ds, steps = _datasets(cfg, export, arrays, replicas)
+        callbacks = _callbacks(cfg, run_dir, best_so_far)
+        if replicas > 1:
+            twin = compile_model(build_unet(arch), cfg)  # outside the scope: not distributed
+            callbacks[:0] = [AverageBatchNormStatistics(strategy),
+                             UndistributedValidation(twin, val_ds)]
+        if workers > 1:
+            fix_keras_multiworker(model, strategy)
         log(f"model: {model.count_params():,} parameters; {cfg.epochs} epochs, "
             f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, loss {cfg.loss}"
             + (", mixed_bfloat16" if cfg.mixed_precision else ""))
+        if replicas > 1:
+            log(f"{task_name()}: {type(strategy).__name__}, {replicas} replicas on {workers} "
+                f"worker(s), {cfg.batch_size // replicas} images per replica, {steps} steps "
+                "per epoch")
         start = time.time()
         # Also when nothing is left to run: BackupAndRestore then restores the weights.
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2, shuffle=False,
-                  callbacks=_callbacks(cfg, run_dir, best_so_far))
+        with peer_failures(cfg.output) if workers > 1 else contextlib.nullcontext():
+            model.fit(train_ds, validation_data=None if replicas > 1 else val_ds,
+                      epochs=cfg.epochs, verbose=2, shuffle=False, steps_per_epoch=steps,
+                      callbacks=callbacks)
         elapsed = time.time() - start
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
+    if workers > 1:
+        log(f"{task_name()}: weights {weights_digest(model)}")
+    if not chief:
+        history = read_history(history_path)
+        best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
+        return RunResult(Path(cfg.output), history, int(best_row["epoch"]),
+                         float(best_row[MONITOR]))
     export_float32(model, arch, run_dir / "last.keras")
     best_weights = run_dir / "checkpoints" / "best.weights.h5"
     if best_weights.exists():

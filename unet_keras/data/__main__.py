@@ -1,4 +1,5 @@
-"""``python -m unet_keras.data inspect PATH`` / ``preview PATH -o grid.png``.
+"""``python -m unet_keras.data inspect PATH`` / ``preview PATH -o grid.png`` /
+``export-tfrecord DATA OUT [options]`` (the last is :mod:`unet_keras.data.tfrecord`'s ``export``).
 
 Bad input (missing folder, unreadable file...) ends with one line on stderr and exit code 2.
 """
@@ -29,11 +30,19 @@ def _parser() -> argparse.ArgumentParser:
         else:
             q.add_argument("-o", "--output", required=True, help="PNG file to write")
             q.add_argument("-n", type=int, default=16, help="slices to draw (spread evenly)")
+    sub.add_parser("export-tfrecord", add_help=False,
+                   help="sharded TFRecords + split manifest for multi-worker training "
+                        "(options: export-tfrecord --help)")
     return p
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export-tfrecord"]:
+        from unet_keras.data import tfrecord
+
+        return tfrecord.main(["export", *argv[1:]])
     args = _parser().parse_args(argv)
     if args.command == "inspect":
         summary = summarize_dataset(args.path, args.format, skip_bad=args.skip_bad)
