@@ -386,9 +386,9 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
 
     if workers > 1:
         log(f"{task_name()}: weights {weights_digest(model)}")
+    history = read_history(history_path)
+    best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
     if not chief:
-        history = read_history(history_path)
-        best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
         return RunResult(Path(cfg.output), history, int(best_row["epoch"]),
                          float(best_row[MONITOR]))
     export_float32(model, arch, run_dir / "last.keras")
@@ -397,9 +397,6 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
         model.load_weights(best_weights)
     best = export_float32(model, arch, run_dir / "model.keras")
     _export_torch(best, run_dir / "model.pt", log)
-
-    history = read_history(history_path)
-    best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
     from unet_keras import viz  # matplotlib only when a run finishes
 
     viz.plot_curves(history, run_dir / "curves.png")
