@@ -119,6 +119,8 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         run_dir = Path(run_dir)
         record = json.loads(_read(run_dir / "config.json"))
         cfg = TrainConfig.from_dict({**record["train"], "resume": False})
+        # A run trained on a TFRecord export records the dataset the export was made from.
+        data = data or record.get("data_source")
         if data is not None:
             cfg = TrainConfig.from_dict({**cfg.to_dict(), "data": data, "format": format})
         model_path = Path(model_path) if model_path else run_dir / "model.keras"
