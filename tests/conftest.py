@@ -123,3 +123,17 @@ def lgg_dir(tmp_path_factory, real_pngs) -> Path:
             tifffile.imwrite(root / folder / f"{folder}_{k}_mask.tif", mask)
     (root / "data.csv").write_text("Patient,RNASeqCluster\nTCGA_CS_4941,2\n")
     return root
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Switch Keras' global policy to ``mixed_bfloat16`` and always restore the previous one."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert keras.mixed_precision.global_policy().name == previous.name

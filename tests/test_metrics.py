@@ -166,17 +166,6 @@ def test_segmentation_metrics_over_batches_match_numpy():
     assert segmentation_metrics(smooth=0.25)[2].smooth == 0.25
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    """Switch the global policy to ``mixed_bfloat16`` and always restore the previous one."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 def test_metrics_under_mixed_bfloat16_policy(mixed_bfloat16):
     rng = np.random.default_rng(4)
     batches = _batches(rng)

@@ -134,18 +134,6 @@ def test_none_dims_accept_any_multiple_of_two_to_the_depth():
         assert y.min() >= 0.0 and y.max() <= 1.0
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    """Switch the global policy to ``mixed_bfloat16`` and always restore the previous one."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    assert keras.mixed_precision.global_policy().name == previous.name
-
-
 def test_output_is_float32_under_mixed_bfloat16(mixed_bfloat16):
     model = build_unet(ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2,
                                   attention=True))
