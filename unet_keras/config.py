@@ -12,6 +12,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
+def _reject_unknown(cls: type, d: dict[str, Any], what: str) -> None:
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what}: {sorted(unknown)}")
+
+
 def _require_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -96,10 +102,7 @@ class ArchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ArchConfig fields: {sorted(unknown)}")
+        _reject_unknown(cls, d, "ArchConfig fields")
         d = dict(d)
         if "input_shape" in d:
             d["input_shape"] = tuple(d["input_shape"])
@@ -198,8 +201,5 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        _reject_unknown(cls, d, "training options")
         return cls(**d)
