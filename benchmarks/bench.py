@@ -5,7 +5,7 @@ Measured, warm-up excluded, as the median and the spread (min..max) of several r
 * training images/s (Adam, the paper's Dice loss, one batch per step) and inference images/s
   of Keras float32, Keras ``mixed_bfloat16`` (when the CPU has bf16), Keras with
   ``jit_compile=True`` (XLA), and the PyTorch mirror in float32 NCHW, float32 channels_last and
-  bf16 autocast (channels_last and NCHW);
+  bf16 autocast channels_last, each also with one thread (``--modes`` lists the others);
 * single-slice latency (batch 1) at 256x256 and 512x512 (a size-agnostic copy of the config);
 * the ``tf.data`` input pipeline alone: real PNG slices decoded and preprocessed by
   ``make_file_dataset`` without and with an in-memory cache, and preloaded arrays through
@@ -18,9 +18,11 @@ All modes are built first and then timed round-robin (one call of each mode per 
 machine load that changes during the run weighs on every mode alike.
 
 Prints a Markdown table, the issue's targets and, last, the ratios fastest Keras mode / fastest
-PyTorch mode. ``--json PATH`` writes every number (top-level ``ratios`` and
-``pipeline_over_train``). The 1-minute load average is recorded with every measurement: on a
-shared machine the numbers are pessimistic.
+PyTorch mode. ``--json PATH`` writes every number: top-level ``ratios`` (``train``, ``infer``:
+fastest Keras / fastest PyTorch), ``ratios_fp32`` (Keras float32 / best PyTorch float32) and
+``pipeline_over_train`` (cached file pipeline, epoch 2+, over the fastest Keras training).
+The 1-minute load average is recorded with every measurement: on a shared machine the numbers
+are pessimistic.
 
     python benchmarks/bench.py --quick --json bench.json
     python benchmarks/bench.py --base-filters 32 --modes keras-fp32,torch-fp32-cl --no-pipeline
@@ -103,23 +105,6 @@ class Timing:
             "first_call_s": round(self.first_call_s, 3),
             "load_avg_1min": [round(v, 2) for v in self.load],
         }
-
-
-def measure(fn: Callable[[], object], images: int, warmup: int, reps: int) -> Timing:
-    """Time ``reps`` calls of ``fn`` (which must block until its work is done) after
-    ``warmup`` untimed ones (at least one: it traces/compiles)."""
-    load0 = os.getloadavg()[0]
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(max(warmup, 1) - 1):
-        fn()
-    seconds = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return Timing(images, seconds, first, (load0, os.getloadavg()[0]))
 
 
 def peak_rss_mib() -> float:
@@ -576,7 +561,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[1:]))
     ap.add_argument("--quick", action="store_true",
-                    help="1 warm-up, 3 repetitions, smaller matmul and pipeline: a few minutes")
+                    help="1 warm-up and 3 timed calls, 120 slices for the pipeline (about 7 min "
+                         "on an idle 2-core CPU; the default: 2 and 5, 300 slices)")
     ap.add_argument("--json", metavar="PATH", help="write all results as JSON")
     ap.add_argument("--markdown", metavar="PATH", help="write the Markdown table")
     ap.add_argument("--modes", default=",".join(DEFAULT_MODES),
@@ -618,34 +604,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    import tensorflow as tf
-
-    from unet_keras.config import ArchConfig
-    from unet_keras.flops import forward_flops, train_flops
-
-    if args.intra_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.intra_threads)
-    if args.inter_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
+def set_threads_and_describe(intra: int, inter: int, torch_threads: int) -> dict[str, Any]:
+    """Apply the thread settings (0 keeps a framework's default; TensorFlow's must be set
+    before it runs anything) and describe the machine and the libraries."""
     import keras
+    import tensorflow as tf
     import torch
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    try:
-        config = ArchConfig(input_shape=(args.size, args.size, 3),
-                            base_filters=args.base_filters, depth=args.depth)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bf16 = cpu_has_bf16()
-    modes = [m for m in args.modes if bf16 or m not in BF16_MODES]
-    is_paper = all(getattr(config, k) == v for k, v in PAPER.items())
-    env = {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "bf16": bf16,
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    return {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "bf16": cpu_has_bf16(),
         "python": platform.python_version(), "tensorflow": tf.__version__,
         "keras": keras.__version__, "torch": torch.__version__,
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
@@ -653,8 +626,31 @@ def main(argv: list[str] | None = None) -> int:
         "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "torch_threads": torch.get_num_threads(), "load_avg_start": os.getloadavg(),
     }
-    print(f"{env['cpu']}, {env['cores']} cores, bf16 {bf16}; TF {tf.__version__}, Keras "
-          f"{keras.__version__}, torch {torch.__version__}; load average "
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    from unet_keras.config import ArchConfig  # the package hides TensorFlow's start-up lines
+    from unet_keras.flops import forward_flops, train_flops
+
+    env = set_threads_and_describe(args.intra_threads, args.inter_threads, args.torch_threads)
+    try:
+        config = ArchConfig(input_shape=(args.size, args.size, 3),
+                            base_filters=args.base_filters, depth=args.depth)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_pipeline and not (args.data / "figshare-png" / "images").is_dir():
+        print(f"error: {args.data / 'figshare-png'}: no images/ folder of real slices for the "
+              "pipeline measurement (set --data or UNET_KERAS_DATA, or pass --no-pipeline)",
+              file=sys.stderr)
+        return 2
+    bf16 = env["bf16"]
+    modes = [m for m in args.modes if bf16 or m not in BF16_MODES]
+    is_paper = all(getattr(config, k) == v for k, v in PAPER.items())
+    print(f"{env['cpu']}, {env['cores']} cores, bf16 {bf16}; TF {env['tensorflow']}, Keras "
+          f"{env['keras']}, torch {env['torch']}; load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"config {config.to_dict()} ({'paper' if is_paper else 'NOT the paper config'}), "
           f"batch {args.batch}, {args.warmup} warm-up + {args.reps} timed calls each",
