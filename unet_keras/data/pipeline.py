@@ -82,11 +82,12 @@ def _rotate(x: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
     return out[0]
 
 
-def _finish(
+def batch_examples(
     ds: tf.data.Dataset, batch_size: int, augment: bool, seed: int, repeat: bool,
     drop_remainder: bool,
 ) -> tf.data.Dataset:
-    """(image, mask) examples -> [repeat] -> [augment] -> batch -> prefetch."""
+    """The tail every input pipeline shares (arrays, files, TFRecords):
+    ``(image, mask)`` examples -> [repeat] -> [paired augment] -> batch -> prefetch."""
     if repeat:
         ds = ds.repeat()
     if augment:
@@ -132,7 +133,7 @@ def make_dataset(
     if shuffle:
         ds = ds.shuffle(max(len(images), 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    return _finish(ds, batch_size, augment, seed, repeat, drop_remainder)
+    return batch_examples(ds, batch_size, augment, seed, repeat, drop_remainder)
 
 
 def make_file_dataset(
@@ -182,4 +183,4 @@ def make_file_dataset(
     if shuffle:
         ds = ds.shuffle(min(shuffle_buffer, max(len(files), 1)), seed=seed,
                         reshuffle_each_iteration=True)
-    return _finish(ds, batch_size, augment, seed, repeat, drop_remainder)
+    return batch_examples(ds, batch_size, augment, seed, repeat, drop_remainder)

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from unet_keras.cli.common import cli_errors
-from unet_keras.data.pipeline import AUTOTUNE, _finish
+from unet_keras.data.pipeline import AUTOTUNE, batch_examples
 from unet_keras.data.preprocess import preprocess_image, preprocess_mask
 from unet_keras.data.readers import FORMATS, read_dataset
 from unet_keras.data.records import DataError, Slice
@@ -245,7 +245,8 @@ def make_tfrecord_dataset(
                         reshuffle_each_iteration=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = shard_policy
-    return _finish(ds, batch_size, augment, seed, repeat, drop_remainder).with_options(options)
+    batches = batch_examples(ds, batch_size, augment, seed, repeat, drop_remainder)
+    return batches.with_options(options)
 
 
 def export_dataset(
