@@ -54,14 +54,20 @@ def _mean_std(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(values.mean()), "std": float(values.std())}
 
 
+def per_image_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"dice", "iou", "accuracy"}``, each ``(N,)``, for binary ``(N, H, W)`` masks."""
+    return {"dice": dice_per_image(truth, pred), "iou": iou_per_image(truth, pred),
+            "accuracy": accuracy_per_image(truth, pred)}
+
+
 def score_split(truth: np.ndarray, pred: np.ndarray,
-                patients: Sequence[str | None] | None = None) -> dict:
-    """Table-1 numbers for one split. ``truth``/``pred``: binary ``(N, H, W)``."""
-    dice = dice_per_image(truth, pred)
+                patients: Sequence[str | None] | None = None,
+                per_image: dict[str, np.ndarray] | None = None) -> dict:
+    """Table-1 numbers for one split. ``truth``/``pred``: binary ``(N, H, W)``;
+    ``per_image``: :func:`per_image_scores` of them when already computed."""
+    per_image = per_image if per_image is not None else per_image_scores(truth, pred)
     result = {
-        "dice": _mean_std(dice),
-        "iou": _mean_std(iou_per_image(truth, pred)),
-        "accuracy": _mean_std(accuracy_per_image(truth, pred)),
+        **{key: _mean_std(values) for key, values in per_image.items()},
         "dice_global": dice_global(truth, pred),
         "iou_global": iou_global(truth, pred),
         "n_images": int(len(truth)),
@@ -77,24 +83,27 @@ def score_split(truth: np.ndarray, pred: np.ndarray,
 
 def evaluate_split(model: keras.Model, images: np.ndarray, masks: np.ndarray,
                    patients: Sequence[str | None] | None = None, tta: bool = False,
-                   min_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
+                   min_size: int = 64) -> tuple[dict, dict[str, np.ndarray], np.ndarray,
+                                                np.ndarray]:
     """Score one split with and without post-processing.
 
-    Returns ``(metrics, probs (N, H, W), pred_masks (N, H, W) uint8)``; ``metrics`` has the
-    Table-1 numbers of the plain 0.5 threshold plus ``"postprocess"``: Dice (per-image mean and
-    pooled) after each cumulative post-processing step.
+    Returns ``(metrics, per_image, truth, pred)``: ``metrics`` has the Table-1 numbers of the
+    plain 0.5 threshold plus ``"postprocess"``, Dice (per-image mean and pooled) after each
+    cumulative post-processing step; ``per_image`` is :func:`per_image_scores` of the plain
+    threshold; ``truth`` and ``pred`` are the binary ``(N, H, W)`` uint8 masks.
     """
     truth = (masks[..., 0] >= 0.5).astype(np.uint8)
     probs = predict_batch(model, images, tta=tta)
     pred = PostProcess().apply(probs)
-    metrics = score_split(truth, pred, patients)
+    per_image = per_image_scores(truth, pred)
+    metrics = score_split(truth, pred, patients, per_image)
     metrics["postprocess"] = {}
     for name, step in cumulative_steps(min_size).items():
-        refined = step.apply(probs)
+        refined = pred if step == PostProcess() else step.apply(probs)
         metrics["postprocess"][name] = {"dice": float(dice_per_image(truth, refined).mean()),
                                         "dice_global": dice_global(truth, refined)}
     metrics["tta"] = tta
-    return metrics, probs, pred
+    return metrics, per_image, truth, pred
 
 
 def _model_size(model: keras.Model, fallback: int) -> tuple[int, int]:
@@ -142,13 +151,12 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
     for name, (images, masks) in arrays.items():
         chosen = [slices[i] for i in split[name]]
         patients = [s.patient_id for s in chosen]
-        metrics, probs, pred = evaluate_split(model, images, masks, patients, tta, min_size)
+        metrics, per_image, truth, pred = evaluate_split(model, images, masks, patients, tta,
+                                                         min_size)
         results[name] = metrics
-        truth = (masks[..., 0] >= 0.5).astype(np.uint8)
-        dice = dice_per_image(truth, pred)
-        iou = iou_per_image(truth, pred)
-        acc = accuracy_per_image(truth, pred)
-        for s, d, i, a in zip(chosen, dice, iou, acc, strict=True):
+        dice = per_image["dice"]
+        for s, d, i, a in zip(chosen, dice, per_image["iou"], per_image["accuracy"],
+                              strict=True):
             rows.append({"split": name, "id": s.id, "patient_id": s.patient_id or "",
                          "dice": f"{d:.6f}", "iou": f"{i:.6f}", "accuracy": f"{a:.6f}"})
         order = np.argsort(dice)
