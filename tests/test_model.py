@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from unet_keras.config import ArchConfig
-from unet_keras.model import build_unet
+from unet_keras.model import arch_config_of, build_unet
 
 #: The default (paper) model's parameter count, as stated in README.md.
 README_PARAMS = 31_055_297
@@ -237,3 +237,11 @@ def test_no_dropout_layers_when_rate_is_zero():
     model = build_unet(ArchConfig(input_shape=(32, 32, 3), base_filters=4, depth=2))
     assert not [la for la in model.layers if isinstance(la, keras.layers.Dropout)]
     assert not [la.name for la in model.layers if "_att_" in la.name]
+
+
+def test_architecture_read_off_layers():
+    arch = ArchConfig(input_shape=(64, 64, 1), base_filters=2, depth=3, dropout=0.25,
+                      attention=True, transpose_kernel=3, bn_momentum=0.9, bn_epsilon=1e-4)
+    assert arch_config_of(build_unet(arch)) == arch
+    with pytest.raises(ValueError, match="not a unet_keras U-Net"):
+        arch_config_of(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)]))

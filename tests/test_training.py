@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -56,6 +57,11 @@ def test_train_cli_writes_a_complete_run_dir(trained_run: Path):
     record = json.loads((trained_run / "config.json").read_text())
     assert record["train"]["epochs"] == 3 and record["arch"]["base_filters"] == 4
     assert not (trained_run / "backup").exists()  # removed once the run has finished
+    # Trained with the fused batch norm, exported with Keras' own layer (loads in plain Keras).
+    for name in ("model.keras", "last.keras"):
+        with zipfile.ZipFile(trained_run / name) as archive:
+            saved = archive.read("config.json").decode()
+        assert '"BatchNormalization"' in saved and "FusedBatchNormalization" not in saved
     split = json.loads((trained_run / "split.json").read_text())
     ids = [set(part["ids"]) for part in split["splits"].values()]
     assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1:])

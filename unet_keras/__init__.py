@@ -30,7 +30,7 @@ from unet_keras.metrics import (  # noqa: E402
     iou_coef,
     iou_per_image,
 )
-from unet_keras.model import build_unet  # noqa: E402
+from unet_keras.model import arch_config_of, build_unet  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "DiceLoss",
     "IoUCoefficient",
     "accuracy_per_image",
+    "arch_config_of",
     "build_unet",
     "dice_coef",
     "dice_per_image",

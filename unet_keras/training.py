@@ -13,6 +13,11 @@ A run directory (``TrainConfig.output``) holds::
     summary.md       what was trained on what, and how well
     backup/          Keras BackupAndRestore state while a run is unfinished (for --resume)
 
+The model trains with TensorFlow's fused BatchNormalization kernel
+(:class:`unet_keras.batchnorm.FusedBatchNormalization`, same weights and math, about 16% faster
+under ``mixed_bfloat16``); the exports are rebuilt with Keras' own layer, and checkpoints hold
+weights only, so no file depends on the fused layer.
+
 Everything is written atomically; a run killed at any moment continues with ``resume=True``
 from its last finished epoch.
 
@@ -358,11 +363,12 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
             raise ValueError(f"batch size {cfg.batch_size} is the global batch; it must be a "
                              f"multiple of the {replicas} replicas")
         with strategy.scope():
-            model = compile_model(build_unet(arch), cfg, replicas)
+            model = compile_model(build_unet(arch, fused_bn=True), cfg, replicas)
         train_ds, val_ds, steps = _datasets(cfg, export, arrays, replicas)
         callbacks = _callbacks(cfg, run_dir, best_so_far)
         if replicas > 1:
-            twin = compile_model(build_unet(arch), cfg)  # outside the scope: not distributed
+            # outside the scope: not distributed
+            twin = compile_model(build_unet(arch, fused_bn=True), cfg)
             callbacks[:0] = [AverageBatchNormStatistics(strategy),
                              UndistributedValidation(twin, val_ds)]
         if workers > 1:

@@ -17,7 +17,7 @@ import torch
 from keras import layers
 
 from unet_keras.config import ArchConfig
-from unet_keras.model import build_unet
+from unet_keras.model import arch_config_of, build_unet
 from unet_keras.torch_mirror.network import TorchUNet, build_torch_unet
 
 KERAS_TO_TORCH_AXES = (3, 2, 0, 1)
@@ -31,33 +31,11 @@ class ConversionError(ValueError):
 
 
 def arch_config_from_keras(model: keras.Model) -> ArchConfig:
-    """Recover the :class:`ArchConfig` of a U-Net built by :func:`unet_keras.model.build_unet`.
-
-    Read from the model itself: input shape (``None`` H/W kept), filters of ``down1_conv1``,
-    the number of ``down{i}_pool`` layers (depth), the rate of ``bottleneck_dropout`` (0 when
-    absent), whether ``up1_att_psi`` exists (attention), the kernel size of ``up1_transpose``
-    and momentum/epsilon of ``down1_bn1``.
-    """
-    by_name = {layer.name: layer for layer in model.layers}
+    """:func:`unet_keras.model.arch_config_of`, raising :class:`ConversionError`."""
     try:
-        first, bn, transpose = (by_name[n] for n in ("down1_conv1", "down1_bn1", "up1_transpose"))
-    except KeyError as exc:
-        raise ConversionError(
-            f"model {model.name!r} is not a unet_keras U-Net: it has no layer {exc}") from None
-    depth = 0
-    while f"down{depth + 1}_pool" in by_name:
-        depth += 1
-    dropout = by_name.get("bottleneck_dropout")
-    return ArchConfig(
-        input_shape=tuple(model.input_shape[1:]),
-        base_filters=int(first.filters),
-        depth=depth,
-        dropout=float(dropout.rate) if dropout is not None else 0.0,
-        attention="up1_att_psi" in by_name,
-        transpose_kernel=int(transpose.kernel_size[0]),
-        bn_momentum=float(bn.momentum),
-        bn_epsilon=float(bn.epsilon),
-    )
+        return arch_config_of(model)
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from None
 
 
 def _keras_variables(model: keras.Model) -> dict[str, tuple[keras.Variable, bool]]:

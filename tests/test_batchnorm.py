@@ -1,0 +1,136 @@
+"""FusedBatchNormalization: the numpy batch-norm formulas, Keras' own layer, and the U-Net built
+with it (same names, parameters, predictions and training step as with Keras' layer)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from unet_keras.batchnorm import FusedBatchNormalization
+from unet_keras.config import ArchConfig
+from unet_keras.losses import DiceLoss
+from unet_keras.model import build_unet
+
+MOMENTUM, EPSILON = 0.9, 1e-3
+
+
+@pytest.fixture
+def policy(request):
+    """Run a test under the dtype policy given by its parameter, then restore float32."""
+    keras.mixed_precision.set_global_policy(request.param)
+    yield request.param
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _layers(x_shape, cls_a, cls_b, epsilon=EPSILON):
+    rng = np.random.default_rng(3)
+    gamma = rng.normal(1.0, 0.2, x_shape[-1]).astype(np.float32)
+    beta = rng.normal(0.0, 0.2, x_shape[-1]).astype(np.float32)
+    out = []
+    for cls in (cls_a, cls_b):
+        layer = cls(momentum=MOMENTUM, epsilon=epsilon)
+        layer.build(x_shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+        out.append(layer)
+    return out, gamma, beta
+
+
+def _run(layer, x: np.ndarray, training: bool):
+    """Output (float32 numpy) and gradients of sum(y * r) w.r.t. x, gamma, beta, with a fixed
+    random ``r`` (a plain sum would give x a gradient of zero, all cancellation)."""
+    xt = tf.constant(x)
+    r = tf.constant(np.random.default_rng(9).normal(size=x.shape).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = tf.cast(layer(tf.cast(xt, layer.compute_dtype), training=training), tf.float32)
+        loss = tf.reduce_sum(y * r)
+    grads = tape.gradient(loss, [xt, *layer.trainable_variables])
+    return y.numpy(), [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"], indirect=True)
+def test_training_step_matches_the_numpy_formulas_and_keras(policy):
+    x = np.random.default_rng(0).normal(2.0, 3.0, (3, 8, 8, 5)).astype(np.float32)
+    (keras_bn, fused), gamma, beta = _layers(x.shape, keras.layers.BatchNormalization,
+                                            FusedBatchNormalization)
+    y_fused, g_fused = _run(fused, x, training=True)
+    y_keras, g_keras = _run(keras_bn, x, training=True)
+
+    xin = x.astype(np.float32)
+    if policy == "mixed_bfloat16":  # the layer receives bfloat16 inputs
+        xin = tf.cast(tf.cast(x, tf.bfloat16), tf.float32).numpy()
+    mean, var = xin.mean(axis=(0, 1, 2)), xin.var(axis=(0, 1, 2))  # biased variance
+    expected = (xin - mean) / np.sqrt(var + EPSILON) * gamma + beta
+    tol = 1e-5 if policy == "float32" else 4e-2  # bfloat16 output: 8 mantissa bits
+    np.testing.assert_allclose(y_fused, expected, atol=tol * 4, rtol=tol)
+    np.testing.assert_allclose(y_fused, y_keras, atol=tol * 4, rtol=tol)
+    for a, b in zip(g_fused, g_keras, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4 if policy == "float32" else 5e-2,
+                                   atol=(1e-5 if policy == "float32" else 1e-2) * np.abs(b).max())
+    # Moving averages: momentum * old (0 and 1) + (1 - momentum) * batch mean / biased var.
+    np.testing.assert_allclose(fused.moving_mean.numpy(), (1 - MOMENTUM) * mean, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), MOMENTUM + (1 - MOMENTUM) * var,
+                               rtol=1e-5)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), keras_bn.moving_variance.numpy(),
+                               rtol=1e-6)
+    assert fused.compute_dtype == keras_bn.compute_dtype
+    assert fused.moving_mean.dtype == "float32" and fused.gamma.dtype == "float32"
+
+
+def test_inference_uses_the_moving_statistics():
+    x = np.random.default_rng(1).normal(1.0, 2.0, (2, 4, 4, 3)).astype(np.float32)
+    (_, fused), gamma, beta = _layers(x.shape, keras.layers.BatchNormalization,
+                                      FusedBatchNormalization)
+    mean, var = np.array([0.5, -1.0, 2.0], np.float32), np.array([4.0, 0.25, 1.0], np.float32)
+    fused.moving_mean.assign(mean)
+    fused.moving_variance.assign(var)
+    y = fused(x, training=False).numpy()
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + EPSILON) * gamma + beta, rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_array_equal(fused.moving_mean.numpy(), mean)  # not updated
+
+
+def test_an_epsilon_below_the_fused_kernels_minimum_falls_back_to_keras():
+    x = np.random.default_rng(2).normal(0.0, 1.0, (2, 4, 4, 3)).astype(np.float32)
+    (keras_bn, fused), _, _ = _layers(x.shape, keras.layers.BatchNormalization,
+                                      FusedBatchNormalization, epsilon=1e-7)
+    np.testing.assert_allclose(fused(x, training=True).numpy(),
+                               keras_bn(x, training=True).numpy(), atol=1e-6)
+
+
+def test_the_fused_unet_is_the_same_network():
+    cfg = ArchConfig(input_shape=(32, 32, 3), base_filters=4, depth=2, dropout=0.0)
+    keras.utils.set_random_seed(0)
+    plain = build_unet(cfg)
+    fused = build_unet(cfg, fused_bn=True)
+    assert [la.name for la in fused.layers] == [la.name for la in plain.layers]
+    assert fused.count_params() == plain.count_params()
+    bns = [la for la in fused.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(type(la) is FusedBatchNormalization for la in bns)
+    fused.set_weights(plain.get_weights())
+
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 32, 32, 3), dtype=np.float32)
+    y = (rng.random((4, 32, 32, 1)) > 0.7).astype(np.float32)
+    np.testing.assert_allclose(fused.predict_on_batch(x), plain.predict_on_batch(x), atol=1e-5)
+    for model in (plain, fused):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=DiceLoss())
+    loss_plain = plain.train_on_batch(x, y)
+    loss_fused = fused.train_on_batch(x, y)
+    assert loss_fused == pytest.approx(loss_plain, abs=1e-5)
+    for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_a_model_holding_the_fused_layer_reloads_in_safe_mode(tmp_path):
+    cfg = ArchConfig(input_shape=(16, 16, 1), base_filters=2, depth=1)
+    model = build_unet(cfg, fused_bn=True)
+    model.save(tmp_path / "fused.keras")
+    again = keras.models.load_model(tmp_path / "fused.keras", safe_mode=True)
+    assert type(again.get_layer("down1_bn1")) is FusedBatchNormalization
+    x = np.random.default_rng(0).random((1, 16, 16, 1), dtype=np.float32)
+    np.testing.assert_allclose(again.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
