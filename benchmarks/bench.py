@@ -52,11 +52,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-KERAS_MODES = {  # name -> (dtype policy, jit_compile)
-    "keras-fp32": ("float32", False),
-    "keras-bf16": ("mixed_bfloat16", False),
-    "keras-xla": ("float32", True),
-    "keras-bf16-xla": ("mixed_bfloat16", True),
+#: name -> (dtype policy, jit_compile, fused BatchNormalization). Training and prediction in
+#: the project use the fused layer; the ``-kerasbn`` modes keep Keras' own for comparison.
+KERAS_MODES = {
+    "keras-fp32": ("float32", False, True),
+    "keras-bf16": ("mixed_bfloat16", False, True),
+    "keras-xla": ("float32", True, True),
+    "keras-bf16-xla": ("mixed_bfloat16", True, True),
+    "keras-fp32-kerasbn": ("float32", False, False),
+    "keras-bf16-kerasbn": ("mixed_bfloat16", False, False),
 }
 #: name -> (channels_last, autocast to bfloat16, threads: 0 = PyTorch's default). The ``-1t``
 #: modes exist for shared machines: OpenMP's barrier-synchronised regions stall when another
@@ -69,7 +73,8 @@ TORCH_MODES = {
     "torch-fp32-cl-1t": (True, False, 1),
     "torch-bf16-cl-1t": (True, True, 1),
 }
-BF16_MODES = {"keras-bf16", "keras-bf16-xla", "torch-bf16-cl", "torch-bf16", "torch-bf16-cl-1t"}
+BF16_MODES = {"keras-bf16", "keras-bf16-xla", "keras-bf16-kerasbn", "torch-bf16-cl", "torch-bf16",
+              "torch-bf16-cl-1t"}
 TORCH_FP32_MODES = {"torch-fp32", "torch-fp32-cl", "torch-fp32-cl-1t"}
 DEFAULT_MODES = ["keras-fp32", "keras-bf16", "keras-xla", "torch-fp32", "torch-fp32-cl",
                  "torch-bf16-cl", "torch-fp32-cl-1t", "torch-bf16-cl-1t"]
@@ -206,7 +211,7 @@ class KerasRunner:
         import tensorflow as tf
 
         self.name = name
-        policy, self.jit = KERAS_MODES[name]
+        policy, self.jit, self.fused_bn = KERAS_MODES[name]
         h, w, c = config.input_shape
         x, y = synthetic_batch(batch, h, w, c)
         self.x, self.y = tf.constant(x), tf.constant(y)
@@ -225,7 +230,7 @@ class KerasRunner:
         previous = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy(policy)
         try:
-            model = build_unet(config)
+            model = build_unet(config, fused_bn=self.fused_bn)
         finally:
             keras.mixed_precision.set_global_policy(previous)
         if optimizer:

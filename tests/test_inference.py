@@ -1,5 +1,7 @@
 """predict_any_size: the input's own H, W at any size (reflect-pad and crop for ``None``-dim
-models, resize for fixed-size ones), grayscale replication, and clear errors on bad shapes."""
+models, resize for fixed-size ones), grayscale replication, and clear errors on bad shapes;
+predict_batch in chunks; inference_model (fused batch norm, bfloat16, XLA) against the model it
+copies."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 
+from unet_keras.batchnorm import FusedBatchNormalization
 from unet_keras.config import ArchConfig
-from unet_keras.inference import predict_any_size
+from unet_keras.inference import inference_model, predict_any_size, predict_batch
 from unet_keras.model import build_unet
 
 
@@ -99,3 +102,67 @@ def test_wrong_rank_raises(flexible_model, shape):
     with pytest.raises(ValueError, match=r"\(H, W\), \(H, W, 3\) or \(N, H, W, 3\)") as info:
         predict_any_size(flexible_model, np.zeros(shape, np.float32))
     assert f"rank {len(shape)}" in str(info.value)
+
+
+def _with_trained_statistics(model: keras.Model) -> keras.Model:
+    """Random BatchNorm moving statistics and affine weights, as after training (a fresh model's
+    mean 0 / variance 1 would leave the inference-mode batch norm untested)."""
+    rng = np.random.default_rng(7)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+            layer.beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0, 0.1, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
+    return model
+
+
+def test_predict_batch_runs_in_chunks_and_matches_the_forward_pass(flexible_model):
+    x = np.random.default_rng(8).uniform(0, 1, (5, 32, 48, 3)).astype(np.float32)
+    want = _forward(flexible_model, x)
+    for batch_size in (1, 2, 8):
+        got = predict_batch(flexible_model, x, batch_size=batch_size)
+        assert got.shape == (5, 32, 48) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    # TTA: mean of the identity and the two flips, each flipped back
+    tta = (want + _forward(flexible_model, x[:, :, ::-1])[:, :, ::-1]
+           + _forward(flexible_model, x[:, ::-1])[:, ::-1]) / 3
+    np.testing.assert_allclose(predict_batch(flexible_model, x, 2, tta=True), tta, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained_like() -> keras.Model:
+    keras.utils.set_random_seed(2)
+    return _with_trained_statistics(
+        build_unet(ArchConfig(input_shape=(None, None, 3), base_filters=8, depth=3)))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_inference_model_float32_predicts_what_the_model_does(trained_like, jit_compile):
+    fast = inference_model(trained_like, "float32", jit_compile=jit_compile)
+    bns = [la for la in fast.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(type(la) is FusedBatchNormalization for la in bns)
+    assert fast.input_shape == trained_like.input_shape
+    x = np.random.default_rng(9).uniform(0, 1, (2, 40, 56, 3)).astype(np.float32)
+    want = _forward(trained_like, x)
+    assert 0.01 < want.mean() < 0.99 and want.std() > 0.01  # not saturated
+    np.testing.assert_allclose(predict_any_size(fast, x), want, atol=2e-5)
+    assert type(trained_like.get_layer("down1_bn1")) is keras.layers.BatchNormalization
+
+
+def test_inference_model_bfloat16_is_close_and_keeps_the_callers_policy(trained_like):
+    fast = inference_model(trained_like, "bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert fast.get_layer("down1_conv1").compute_dtype == "bfloat16"
+    assert fast.get_layer("head").compute_dtype == "float32"
+    x = np.random.default_rng(10).uniform(0, 1, (2, 48, 48, 3)).astype(np.float32)
+    want, got = _forward(trained_like, x), predict_batch(fast, x)
+    assert got.dtype == np.float32
+    assert np.abs(got - want).max() < 0.05  # 8-bit mantissas through 6 conv layers
+    assert np.mean((got >= 0.5) == (want >= 0.5)) > 0.98
+
+
+def test_inference_model_rejects_an_unknown_precision(trained_like):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        inference_model(trained_like, "float16")

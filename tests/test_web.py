@@ -33,7 +33,6 @@ from unet_keras.web import app as web_app  # noqa: E402
 from unet_keras.web.app import create_app  # noqa: E402
 from unet_keras.web.loadcheck import run_load  # noqa: E402
 from unet_keras.web.loopback import serve_in_thread  # noqa: E402
-from unet_keras.web.model_info import architecture_of  # noqa: E402
 from unet_keras.web.segmenter import Segmenter  # noqa: E402
 
 ARCH = ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)
@@ -360,15 +359,20 @@ def test_model_info(client, model_file):
     assert info["parameters"] == build_unet(ARCH).count_params()
     assert info["max_upload_bytes"] == MAX_UPLOAD
     assert info["threshold"] == 0.5
+    assert info["precision"] == "float32"
     assert info["run"] is None
 
 
-def test_architecture_read_off_layers():
-    arch = ArchConfig(input_shape=(64, 64, 1), base_filters=2, depth=3, dropout=0.25,
-                      attention=True, transpose_kernel=3, bn_momentum=0.9, bn_epsilon=1e-4)
-    assert architecture_of(build_unet(arch)) == arch
-    with pytest.raises(ValueError, match="not a unet_keras U-Net"):
-        architecture_of(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)]))
+def test_bfloat16_serving_agrees_with_float32(model_file, slice_1, reference):
+    with TestClient(create_app(model_file, precision="bfloat16")) as c:
+        assert c.get("/api/model").json()["precision"] == "bfloat16"
+        r = segment(c, "1.png", slice_1["image"])
+    assert r.status_code == 200, r.text
+    mask = decode_data_url(r.json()["mask"]) // 255
+    expected = reference(slice_1["gray"])
+    assert mask.shape == expected.shape
+    assert (mask == expected).mean() > 0.98
+    assert abs(int(mask.sum()) - int(expected.sum())) < 0.1 * expected.sum()
 
 
 def test_run_directory_model_reports_its_record(tmp_path, model_file):

@@ -5,6 +5,10 @@ A model built with ``input_shape=(None, None, C)`` accepts any H, W divisible by
 probabilities back, so a 512x512, 256x256 or 333x517 slice gets a mask of its own size. A model
 with a fixed input size gets the slice resized to that size (area) and the probabilities resized
 back (linear).
+
+:func:`inference_model` rebuilds a loaded model for speed (fused BatchNormalization, optional
+bfloat16 compute and XLA); :func:`predict_batch` runs it chunk by chunk with
+``predict_on_batch``, which skips the per-call set-up of ``Model.predict``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+
+from unet_keras.model import arch_config_of, build_unet
 
 #: The bundled trained model (``saved_models/sample``), used when no model is given.
 BUNDLED_RUN = Path(__file__).resolve().parent.parent / "saved_models" / "sample"
@@ -34,6 +40,36 @@ def load_model(path: str | Path | None = None) -> keras.Model:
         return keras.models.load_model(path)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported as bad input
         raise ValueError(f"{path}: not a loadable Keras model ({exc})") from None
+
+
+#: ``precision`` argument -> Keras dtype policy. ``bfloat16`` computes in bfloat16 with float32
+#: weights and a float32 sigmoid head; about 2x faster on CPUs with AVX512_BF16 or AMX, and its
+#: probabilities differ from float32 by up to about 1e-2.
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def inference_model(model: keras.Model, precision: str = "float32", jit_compile: bool = False
+                    ) -> keras.Model:
+    """A copy of a trained U-Net set up for fast prediction, with ``model``'s weights.
+
+    The copy is rebuilt from the model's own architecture (:func:`~unet_keras.model.
+    arch_config_of`) with BatchNormalization on TensorFlow's fused kernel, under the dtype
+    policy of ``precision`` (see :data:`PRECISIONS`), and compiled with ``jit_compile`` (XLA).
+    Input and output shapes are ``model``'s. Meant for prediction only: save ``model``, not
+    the copy.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}; got {precision!r}")
+    arch = arch_config_of(model)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+    try:
+        fast = build_unet(arch, fused_bn=True)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    fast.set_weights(model.get_weights())
+    fast.compile(jit_compile=jit_compile)
+    return fast
 
 
 def _size_multiple(model: keras.Model) -> int:
@@ -71,7 +107,10 @@ def predict_batch(model: keras.Model, images: np.ndarray, batch_size: int = 8,
     flipped back).
     """
     def run(x):
-        return model.predict(np.ascontiguousarray(x), batch_size=batch_size, verbose=0)[..., 0]
+        x = np.ascontiguousarray(x)
+        chunks = [np.asarray(model.predict_on_batch(x[i:i + batch_size]))
+                  for i in range(0, len(x), batch_size)]
+        return np.concatenate(chunks)[..., 0]
 
     probs = run(images)
     if tta:

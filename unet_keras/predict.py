@@ -12,7 +12,7 @@ import numpy as np
 from unet_keras.atomic import atomic_path
 from unet_keras.data import read_image_file
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import load_model, predict_any_size
+from unet_keras.inference import inference_model, load_model, predict_any_size
 from unet_keras.viz import encode_png, overlay
 
 
@@ -37,9 +37,14 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
-                  threshold: float = 0.5, tta: bool = False) -> Iterator[dict]:
-    """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}``."""
-    model = load_model(model_path)
+                  threshold: float = 0.5, tta: bool = False, precision: str = "float32",
+                  jit_compile: bool = False) -> Iterator[dict]:
+    """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}``.
+
+    ``precision`` and ``jit_compile`` set up the forward pass (see
+    :func:`~unet_keras.inference.inference_model`).
+    """
+    model = inference_model(load_model(model_path), precision, jit_compile)
     output.mkdir(parents=True, exist_ok=True)
     for f in files:
         x, _, mask = segment_image(model, read_image_file(f), threshold, tta)

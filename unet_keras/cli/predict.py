@@ -40,13 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", default="predictions", help="output folder")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     p.add_argument("--tta", action="store_true", help="average over flips")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="compute precision; bfloat16 is about 2x faster on CPUs with "
+                        "AVX512_BF16 or AMX")
+    p.add_argument("--xla", action="store_true", help="compile the forward pass with XLA")
     args = p.parse_args(argv)
     files = collect_inputs(args.inputs)
     quiet_tensorflow()
     from unet_keras.predict import segment_files
 
     for record in segment_files(files, Path(args.output), model_path=args.model,
-                                threshold=args.threshold, tta=args.tta):
+                                threshold=args.threshold, tta=args.tta,
+                                precision=args.precision, jit_compile=args.xla):
         print(f"{record['input']}: {record['area_px']} tumor px ({record['area_pct']:.2f}%) "
               f"-> {record['mask']}")
     return 0

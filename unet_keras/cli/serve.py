@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     p.add_argument("--max-upload-mb", type=float, default=20.0,
                    help="largest request body accepted (all files together), MB")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="compute precision; bfloat16 is about 2x faster on CPUs with "
+                        "AVX512_BF16 or AMX")
+    p.add_argument("--xla", action="store_true", help="compile the forward pass with XLA")
     args = p.parse_args(argv)
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {args.threshold}")
@@ -37,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "pass --model <run directory or .keras file>")
 
     app = web_app.create_app(args.model, threshold=args.threshold,
-                     max_upload_bytes=int(args.max_upload_mb * 2**20))
+                             max_upload_bytes=int(args.max_upload_mb * 2**20),
+                             precision=args.precision, jit_compile=args.xla)
     print(f"unet-serve: model {app.state.model_path}; open http://{args.host}:{args.port}/",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -33,8 +33,9 @@ from starlette.concurrency import run_in_threadpool
 from unet_keras import __version__, dice_per_image, iou_per_image
 from unet_keras.data import DataError, read_image_bytes, read_mask_bytes
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import BUNDLED_MODEL, load_model
-from unet_keras.web.model_info import architecture_of, run_record
+from unet_keras.inference import BUNDLED_MODEL, inference_model, load_model
+from unet_keras.model import arch_config_of
+from unet_keras.web.model_info import run_record
 from unet_keras.web.rendering import outlined_overlay, png_data_url, to_uint8
 from unet_keras.web.segmenter import Segmenter
 from unet_keras.web.uploads import SUFFIXES, Upload, UploadError, check_type, read_uploads
@@ -86,6 +87,8 @@ class ModelOut(BaseModel):
     architecture: dict[str, Any] = Field(description="ArchConfig of the served model")
     parameters: int
     threshold: float
+    precision: str = Field(description="compute precision of the forward pass: float32 or "
+                           "bfloat16")
     max_upload_bytes: int
     max_side: int = Field(description="largest accepted slice height / width in pixels")
     accepted_suffixes: list[str]
@@ -110,7 +113,8 @@ def _multipart(fields: dict[str, str], required: list[str]) -> dict[str, Any]:
 
 def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_side: int = DEFAULT_MAX_SIDE, max_batch: int = 8) -> FastAPI:
+               max_side: int = DEFAULT_MAX_SIDE, max_batch: int = 8,
+               precision: str = "float32", jit_compile: bool = False) -> FastAPI:
     """Build the app around one model.
 
     Args:
@@ -120,21 +124,24 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
         max_upload_bytes: request body limit (all files of a request together); past it, 413.
         max_side: largest accepted slice height or width in pixels; past it, 422.
         max_batch: most slices per forward pass (see :class:`Segmenter`).
+        precision, jit_compile: how the forward pass runs (see
+            :func:`unet_keras.inference.inference_model`).
     """
     source = Path(model_path) if model_path is not None else BUNDLED_MODEL
     model = load_model(source)
     channels = int(model.input_shape[-1])
     info = ModelOut(
         model_path=str(source.resolve()),
-        architecture=architecture_of(model).to_dict(),
+        architecture=arch_config_of(model).to_dict(),
         parameters=model.count_params(),
         threshold=threshold,
+        precision=precision,
         max_upload_bytes=max_upload_bytes,
         max_side=max_side,
         accepted_suffixes=list(SUFFIXES),
         run=run_record(source if source.is_dir() else source.parent),
     )
-    segmenter = Segmenter(model, max_batch=max_batch)
+    segmenter = Segmenter(inference_model(model, precision, jit_compile), max_batch=max_batch)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
