@@ -52,8 +52,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-#: name -> (dtype policy, jit_compile, fused BatchNormalization). Training and prediction in
-#: the project use the fused layer; the ``-kerasbn`` modes keep Keras' own for comparison.
+#: name -> (dtype policy, jit_compile, the project's batch norm: fused for training, folded for
+#: prediction). The ``-kerasbn`` modes keep Keras' own layer for both, for comparison.
 KERAS_MODES = {
     "keras-fp32": ("float32", False, True),
     "keras-bf16": ("mixed_bfloat16", False, True),
@@ -203,40 +203,55 @@ def synthetic_batch(batch: int, h: int, w: int, c: int, seed: int = 0
 
 
 class KerasRunner:
-    """The Keras model under ``KERAS_MODES[name]``: a compiled (Adam, Dice loss) model at the
-    config's size for training and batched inference, and a size-agnostic copy of the config
-    for single-slice latency. Every call blocks until its result is in host memory."""
+    """The Keras model under ``KERAS_MODES[name]``, set up as the project runs it: training on
+    a compiled (Adam, Dice loss) model with the fused batch norm (as ``unet_keras.training``),
+    prediction on :func:`~unet_keras.inference.inference_model` copies (batch norm folded, as
+    ``unet-predict`` and ``unet-serve``) at the config's size and size-agnostic (single-slice
+    latency). The ``-kerasbn`` modes use Keras' own BatchNormalization for both. Every call
+    blocks until its result is in host memory."""
 
     def __init__(self, name: str, config, batch: int, latency_sizes: list[int]) -> None:
+        import keras
         import tensorflow as tf
 
+        from unet_keras.losses import DiceLoss
+
         self.name = name
-        policy, self.jit, self.fused_bn = KERAS_MODES[name]
+        self.policy, self.jit, project_bn = KERAS_MODES[name]
         h, w, c = config.input_shape
         x, y = synthetic_batch(batch, h, w, c)
         self.x, self.y = tf.constant(x), tf.constant(y)
-        self.model = self._build(config, policy, optimizer=True)
-        self.any_size = self._build(config.replace(input_shape=(None, None, c)), policy,
-                                    optimizer=False) if latency_sizes else None
+        self.model = self._build(config, "fused" if project_bn else "keras")
+        self.model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DiceLoss(),
+                           jit_compile=self.jit)
+        self.predictor = self._predictor(self.model, project_bn)
+        any_size = config.replace(input_shape=(None, None, c))
+        self.any_size = (self._predictor(self._build(any_size, "keras"), project_bn)
+                         if latency_sizes else None)
         self.slices = {s: tf.constant(synthetic_batch(1, s, s, c)[0]) for s in latency_sizes}
         self.slice512 = synthetic_batch(1, 512, 512, c)[0][0]
 
-    def _build(self, config, policy: str, optimizer: bool):
+    def _build(self, config, batchnorm: str):
         import keras
 
-        from unet_keras.losses import DiceLoss
         from unet_keras.model import build_unet
 
         previous = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy(policy)
+        keras.mixed_precision.set_global_policy(self.policy)
         try:
-            model = build_unet(config, fused_bn=self.fused_bn)
+            return build_unet(config, batchnorm=batchnorm)
         finally:
             keras.mixed_precision.set_global_policy(previous)
-        if optimizer:
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DiceLoss(),
-                          jit_compile=self.jit)
-        else:
+
+    def _predictor(self, model, project_bn: bool):
+        """What ``unet-predict`` runs (``inference_model``), or ``model`` itself (compiled with
+        this mode's ``jit_compile`` unless it is the training model, compiled already)."""
+        from unet_keras.inference import inference_model
+
+        if project_bn:
+            precision = "bfloat16" if self.policy == "mixed_bfloat16" else "float32"
+            return inference_model(model, precision, jit_compile=self.jit)
+        if model is not self.model:
             model.compile(jit_compile=self.jit)
         return model
 
@@ -244,7 +259,7 @@ class KerasRunner:
         self.model.train_on_batch(self.x, self.y)
 
     def infer(self) -> None:
-        self.model.predict_on_batch(self.x)
+        self.predictor.predict_on_batch(self.x)
 
     def latency(self, size: int) -> None:
         self.any_size.predict_on_batch(self.slices[size])
@@ -255,7 +270,7 @@ class KerasRunner:
         predicts and resizes the probabilities back (linear)."""
         from unet_keras.inference import predict_any_size
 
-        predict_any_size(self.model, self.slice512)
+        predict_any_size(self.predictor, self.slice512)
 
 
 def torch_dice_loss(y_true, y_pred, smooth: float = 1.0):

@@ -1,5 +1,6 @@
-"""FusedBatchNormalization: the numpy batch-norm formulas, Keras' own layer, and the U-Net built
-with it (same names, parameters, predictions and training step as with Keras' layer)."""
+"""The batch-norm variants: FusedBatchNormalization against the numpy formulas and Keras' own
+layer, the U-Net built with it (same names, parameters, predictions and training step), and
+the folded U-Net (batch norm folded into the convolutions) against the numpy fold and Keras."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unet_keras.batchnorm import FusedBatchNormalization
+from unet_keras.batchnorm import FusedBatchNormalization, fold_batchnorm
 from unet_keras.config import ArchConfig
 from unet_keras.losses import DiceLoss
 from unet_keras.model import build_unet
@@ -106,7 +107,7 @@ def test_the_fused_unet_is_the_same_network():
     cfg = ArchConfig(input_shape=(32, 32, 3), base_filters=4, depth=2, dropout=0.0)
     keras.utils.set_random_seed(0)
     plain = build_unet(cfg)
-    fused = build_unet(cfg, fused_bn=True)
+    fused = build_unet(cfg, batchnorm="fused")
     assert [la.name for la in fused.layers] == [la.name for la in plain.layers]
     assert fused.count_params() == plain.count_params()
     bns = [la for la in fused.layers if isinstance(la, keras.layers.BatchNormalization)]
@@ -128,9 +129,50 @@ def test_the_fused_unet_is_the_same_network():
 
 def test_a_model_holding_the_fused_layer_reloads_in_safe_mode(tmp_path):
     cfg = ArchConfig(input_shape=(16, 16, 1), base_filters=2, depth=1)
-    model = build_unet(cfg, fused_bn=True)
+    model = build_unet(cfg, batchnorm="fused")
     model.save(tmp_path / "fused.keras")
     again = keras.models.load_model(tmp_path / "fused.keras", safe_mode=True)
     assert type(again.get_layer("down1_bn1")) is FusedBatchNormalization
     x = np.random.default_rng(0).random((1, 16, 16, 1), dtype=np.float32)
     np.testing.assert_allclose(again.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+
+
+def _trained_statistics(model: keras.Model, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.3, c),
+                               rng.normal(0, 0.2, c), rng.uniform(0.3, 2.0, c)])
+
+
+def test_folding_gives_the_numpy_fold_and_the_same_predictions():
+    cfg = ArchConfig(input_shape=(32, 32, 3), base_filters=4, depth=2, attention=True)
+    keras.utils.set_random_seed(1)
+    plain = build_unet(cfg)
+    _trained_statistics(plain)
+    folded = build_unet(cfg, batchnorm="folded")
+    assert [la.name for la in folded.layers] == [la.name for la in plain.layers]
+    assert not any(isinstance(la, keras.layers.BatchNormalization) for la in folded.layers)
+    fold_batchnorm(plain, folded)
+
+    kernel, bias = plain.get_layer("up1_conv2").get_weights()
+    gamma, beta, mean, var = plain.get_layer("up1_bn2").get_weights()
+    scale = gamma / np.sqrt(var + plain.get_layer("up1_bn2").epsilon)
+    got_kernel, got_bias = folded.get_layer("up1_conv2").get_weights()
+    np.testing.assert_allclose(got_kernel, kernel * scale, rtol=1e-6)
+    np.testing.assert_allclose(got_bias, (bias - mean) * scale + beta, rtol=1e-6, atol=1e-7)
+    for name in ("up1_transpose", "up1_att_psi", "head"):  # not followed by a batch norm
+        for a, b in zip(folded.get_layer(name).get_weights(), plain.get_layer(name).get_weights(),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    x = np.random.default_rng(2).random((3, 32, 32, 3), dtype=np.float32)
+    want = plain.predict_on_batch(x)
+    assert 0.01 < want.mean() < 0.99 and want.std() > 0.01  # not saturated
+    np.testing.assert_allclose(folded.predict_on_batch(x), want, atol=2e-6)
+
+
+def test_an_unknown_batchnorm_kind_is_refused():
+    with pytest.raises(ValueError, match="batchnorm must be one of"):
+        build_unet(ArchConfig(input_shape=(16, 16, 1), base_filters=2, depth=1), "fast")

@@ -1,4 +1,13 @@
-"""BatchNormalization computed by TensorFlow's fused kernel, for training speed.
+"""How BatchNormalization is computed: Keras' layer, TensorFlow's fused kernel, or folded away.
+
+The U-Net's batch norms can be built three ways (``build_unet(config, batchnorm=...)``), all
+with the same weights and results:
+
+* ``"keras"``: Keras' ``BatchNormalization``. What every saved model holds.
+* ``"fused"``: :class:`FusedBatchNormalization`, for training (below).
+* ``"folded"``: for prediction. In inference mode a batch norm is a per-channel affine map, so
+  it folds into the convolution before it (:func:`fold_batchnorm`); the ``{name}_bn{i}``
+  layers become ``Identity`` and oneDNN runs convolution, bias and ReLU as one primitive.
 
 Keras 3's ``BatchNormalization`` builds batch norm from small ops (moments, then scale and
 shift, and their gradients), and under ``mixed_bfloat16`` casts every input to float32 and the
@@ -7,7 +16,7 @@ bfloat16 one. :class:`FusedBatchNormalization` is the same layer (same weights, 
 moving-average update) whose ``call`` runs ``FusedBatchNormV3``: one op forward, one backward,
 reading bfloat16 directly.
 
-It is an implementation detail of training and prediction speed, not of the architecture:
+The fused layer is an implementation detail of training speed, not of the architecture:
 files the project writes for others (``model.keras``, ``last.keras``) are rebuilt with Keras'
 own ``BatchNormalization`` (see ``unet_keras.training.export_float32``), so they load in plain
 Keras. The layer is registered as serializable all the same, so a model holding it saves and
@@ -17,7 +26,11 @@ loads with ``safe_mode=True`` wherever ``unet_keras`` is imported.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
+
+#: The ways ``build_unet`` can build the batch norms (see the module docstring).
+BATCHNORM_KINDS = ("keras", "fused", "folded")
 
 #: TensorFlow's fused kernel rejects a smaller epsilon.
 _MIN_FUSED_EPSILON = 1.001e-5
@@ -62,3 +75,29 @@ class FusedBatchNormalization(layers.BatchNormalization):
                 inputs, self.gamma, self.beta, mean=self.moving_mean,
                 variance=self.moving_variance, epsilon=self.epsilon, is_training=False)
         return tf.cast(y, self.compute_dtype)
+
+
+def fold_batchnorm(model: keras.Model, folded: keras.Model) -> None:
+    """Copy ``model``'s weights into ``folded``, the same U-Net built with
+    ``batchnorm="folded"``, folding each ``{name}_bn{i}`` into ``{name}_conv{i}``.
+
+    With ``s = gamma / sqrt(moving_variance + epsilon)`` per output channel, the convolution
+    gets ``kernel * s`` and bias ``(bias - moving_mean) * s + beta`` (computed in float64, stored
+    float32), which is the inference-mode ``BatchNormalization(conv(x))``. Other layers are
+    copied as they are. Raises ``ValueError`` if the two models' layers do not correspond.
+    """
+    source = {layer.name: layer for layer in model.layers}
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in source:
+            raise ValueError(f"model {model.name!r} has no layer {layer.name!r} to copy")
+        weights = source[layer.name].get_weights()
+        bn = source.get(layer.name.replace("_conv", "_bn")) if "_conv" in layer.name else None
+        if isinstance(bn, layers.BatchNormalization):
+            gamma, beta, mean, variance = (w.astype(np.float64) for w in bn.get_weights())
+            scale = gamma / np.sqrt(variance + bn.epsilon)
+            kernel, bias = (w.astype(np.float64) for w in weights)
+            weights = [(kernel * scale).astype(np.float32),
+                       ((bias - mean) * scale + beta).astype(np.float32)]
+        layer.set_weights(weights)

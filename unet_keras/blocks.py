@@ -10,41 +10,48 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from unet_keras.batchnorm import FusedBatchNormalization
+from unet_keras.batchnorm import BATCHNORM_KINDS, FusedBatchNormalization
 from unet_keras.config import ArchConfig
 
 
 def conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, index: int,
-                 config: ArchConfig, fused_bn: bool = False) -> keras.KerasTensor:
+                 config: ArchConfig, batchnorm: str = "keras") -> keras.KerasTensor:
     """Conv2D 3x3 'same' -> BatchNormalization -> ReLU.
 
     Shapes: ``(B, H, W, C) -> (B, H, W, filters)``. Layers: ``{name}_conv{index}``,
-    ``{name}_bn{index}``, ``{name}_relu{index}``. ``fused_bn`` computes the batch norm with
-    :class:`~unet_keras.batchnorm.FusedBatchNormalization` (same weights and math, faster).
+    ``{name}_bn{index}``, ``{name}_relu{index}``. ``batchnorm`` (see
+    :data:`~unet_keras.batchnorm.BATCHNORM_KINDS`): ``"keras"`` Keras' layer, ``"fused"``
+    :class:`~unet_keras.batchnorm.FusedBatchNormalization` (same weights and math, faster),
+    ``"folded"`` an ``Identity`` named ``{name}_bn{index}``, the batch norm being folded into the
+    convolution's weights (inference only, :func:`~unet_keras.batchnorm.fold_batchnorm`).
     """
+    if batchnorm not in BATCHNORM_KINDS:
+        raise ValueError(f"batchnorm must be one of {BATCHNORM_KINDS}; got {batchnorm!r}")
     x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv{index}")(x)
-    batchnorm = FusedBatchNormalization if fused_bn else layers.BatchNormalization
-    x = batchnorm(
-        momentum=config.bn_momentum, epsilon=config.bn_epsilon, name=f"{name}_bn{index}"
-    )(x)
+    bn_name = f"{name}_bn{index}"
+    if batchnorm == "folded":
+        x = layers.Identity(name=bn_name)(x)
+    else:
+        layer = FusedBatchNormalization if batchnorm == "fused" else layers.BatchNormalization
+        x = layer(momentum=config.bn_momentum, epsilon=config.bn_epsilon, name=bn_name)(x)
     return layers.ReLU(name=f"{name}_relu{index}")(x)
 
 
 def double_conv(x: keras.KerasTensor, filters: int, name: str, config: ArchConfig,
-                fused_bn: bool = False) -> keras.KerasTensor:
+                batchnorm: str = "keras") -> keras.KerasTensor:
     """(Conv3x3-BN-ReLU) x 2. Shapes: ``(B, H, W, C) -> (B, H, W, filters)``."""
-    x = conv_bn_relu(x, filters, name, 1, config, fused_bn)
-    return conv_bn_relu(x, filters, name, 2, config, fused_bn)
+    x = conv_bn_relu(x, filters, name, 1, config, batchnorm)
+    return conv_bn_relu(x, filters, name, 2, config, batchnorm)
 
 
 def down_block(x: keras.KerasTensor, filters: int, name: str, config: ArchConfig,
-               fused_bn: bool = False) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+               batchnorm: str = "keras") -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """DownConv block: (Conv3x3-BN-ReLU) x 2, then MaxPooling2D 2x2.
 
     Returns ``(skip, pooled)`` with shapes ``(B, H, W, filters)`` and
     ``(B, H/2, W/2, filters)``.
     """
-    skip = double_conv(x, filters, name, config, fused_bn)
+    skip = double_conv(x, filters, name, config, batchnorm)
     pooled = layers.MaxPooling2D(2, name=f"{name}_pool")(skip)
     return skip, pooled
 
@@ -68,7 +75,7 @@ def attention_gate(skip: keras.KerasTensor, gating: keras.KerasTensor, name: str
 
 
 def up_block(x: keras.KerasTensor, skip: keras.KerasTensor, filters: int, name: str,
-             config: ArchConfig, fused_bn: bool = False) -> keras.KerasTensor:
+             config: ArchConfig, batchnorm: str = "keras") -> keras.KerasTensor:
     """UpConv block: Conv2DTranspose (stride 2), [attention gate], concat with skip,
     [Dropout], (Conv3x3-BN-ReLU) x 2.
 
@@ -82,4 +89,4 @@ def up_block(x: keras.KerasTensor, skip: keras.KerasTensor, filters: int, name: 
     x = layers.Concatenate(name=f"{name}_concat")([up, skip])
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, name=f"{name}_dropout")(x)
-    return double_conv(x, filters, name, config, fused_bn)
+    return double_conv(x, filters, name, config, batchnorm)

@@ -6,8 +6,8 @@ probabilities back, so a 512x512, 256x256 or 333x517 slice gets a mask of its ow
 with a fixed input size gets the slice resized to that size (area) and the probabilities resized
 back (linear).
 
-:func:`inference_model` rebuilds a loaded model for speed (fused BatchNormalization, optional
-bfloat16 compute and XLA); :func:`predict_batch` runs it chunk by chunk with
+:func:`inference_model` rebuilds a loaded model for speed (batch norms folded into the
+convolutions, optional bfloat16 compute and XLA); :func:`predict_batch` runs it chunk by chunk with
 ``predict_on_batch``, which skips the per-call set-up of ``Model.predict``.
 """
 
@@ -19,6 +19,7 @@ import cv2
 import keras
 import numpy as np
 
+from unet_keras.batchnorm import fold_batchnorm
 from unet_keras.model import arch_config_of, build_unet
 
 #: The bundled trained model (``saved_models/sample``), used when no model is given.
@@ -53,10 +54,11 @@ def inference_model(model: keras.Model, precision: str = "float32", jit_compile:
     """A copy of a trained U-Net set up for fast prediction, with ``model``'s weights.
 
     The copy is rebuilt from the model's own architecture (:func:`~unet_keras.model.
-    arch_config_of`) with BatchNormalization on TensorFlow's fused kernel, under the dtype
-    policy of ``precision`` (see :data:`PRECISIONS`), and compiled with ``jit_compile`` (XLA).
-    Input and output shapes are ``model``'s. Meant for prediction only: save ``model``, not
-    the copy.
+    arch_config_of`) with every BatchNormalization folded into the convolution before it
+    (:func:`~unet_keras.batchnorm.fold_batchnorm`), under the dtype policy of ``precision``
+    (see :data:`PRECISIONS`), and compiled with ``jit_compile`` (XLA). Input and output shapes
+    are ``model``'s. For prediction only (it has no batch statistics to train): save ``model``,
+    not the copy.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}; got {precision!r}")
@@ -64,10 +66,10 @@ def inference_model(model: keras.Model, precision: str = "float32", jit_compile:
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(PRECISIONS[precision])
     try:
-        fast = build_unet(arch, fused_bn=True)
+        fast = build_unet(arch, batchnorm="folded")
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    fast.set_weights(model.get_weights())
+    fold_batchnorm(model, fast)
     fast.compile(jit_compile=jit_compile)
     return fast
 

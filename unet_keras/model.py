@@ -19,12 +19,13 @@ from unet_keras.blocks import double_conv, down_block, up_block
 from unet_keras.config import ArchConfig
 
 
-def build_unet(config: ArchConfig | None = None, fused_bn: bool = False) -> keras.Model:
+def build_unet(config: ArchConfig | None = None, batchnorm: str = "keras") -> keras.Model:
     """Build the U-Net as a Keras functional model named ``"unet"``.
 
-    ``fused_bn`` runs every BatchNormalization on TensorFlow's fused kernel
-    (:class:`~unet_keras.batchnorm.FusedBatchNormalization`): same weights, names and results,
-    faster; training and prediction use it, saved models keep Keras' own layer.
+    ``batchnorm`` says how the BatchNormalization layers are computed, never what they compute
+    (:mod:`unet_keras.batchnorm`): ``"keras"`` (Keras' layer, what saved models hold),
+    ``"fused"`` (TensorFlow's fused kernel, for training) or ``"folded"`` (folded into the
+    convolutions, for prediction).
     """
     config = config or ArchConfig()
     inputs = keras.Input(shape=config.input_shape, name="image")
@@ -32,16 +33,16 @@ def build_unet(config: ArchConfig | None = None, fused_bn: bool = False) -> kera
     x = inputs
     skips = []
     for level in range(1, config.depth + 1):
-        skip, x = down_block(x, config.filters(level), f"down{level}", config, fused_bn)
+        skip, x = down_block(x, config.filters(level), f"down{level}", config, batchnorm)
         skips.append(skip)
 
-    x = double_conv(x, config.filters(config.depth + 1), "bottleneck", config, fused_bn)
+    x = double_conv(x, config.filters(config.depth + 1), "bottleneck", config, batchnorm)
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, name="bottleneck_dropout")(x)
 
     for level in range(config.depth, 0, -1):
         x = up_block(x, skips[level - 1], config.filters(level), f"up{level}", config,
-                     fused_bn)
+                     batchnorm)
 
     outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="head")(x)
     return keras.Model(inputs, outputs, name="unet")

@@ -363,12 +363,12 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
             raise ValueError(f"batch size {cfg.batch_size} is the global batch; it must be a "
                              f"multiple of the {replicas} replicas")
         with strategy.scope():
-            model = compile_model(build_unet(arch, fused_bn=True), cfg, replicas)
+            model = compile_model(build_unet(arch, batchnorm="fused"), cfg, replicas)
         train_ds, val_ds, steps = _datasets(cfg, export, arrays, replicas)
         callbacks = _callbacks(cfg, run_dir, best_so_far)
         if replicas > 1:
             # outside the scope: not distributed
-            twin = compile_model(build_unet(arch, fused_bn=True), cfg)
+            twin = compile_model(build_unet(arch, batchnorm="fused"), cfg)
             callbacks[:0] = [AverageBatchNormStatistics(strategy),
                              UndistributedValidation(twin, val_ds)]
         if workers > 1:
