@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import keras
 import numpy as np
 
 from unet_keras import ArchConfig, build_unet
+from unet_keras.data.preprocess import preprocess_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,3 +35,30 @@ def test_predict_cli_writes_masks_at_input_size(tmp_path: Path, shared_data: Pat
         assert mask.shape == image.shape and overlay.shape == (*image.shape, 3)
         assert set(np.unique(mask)) <= {0, 255}
     assert proc.stdout.count("tumor px") == 2
+
+
+def test_segment_files_batches_equal_sizes_and_keeps_the_order(tmp_path: Path,
+                                                               shared_data: Path):
+    from unet_keras.inference import inference_model, load_model, predict_any_size
+    from unet_keras.predict import segment_files
+
+    keras.utils.set_random_seed(3)
+    model_path = tmp_path / "tiny.keras"
+    build_unet(ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)).save(model_path)
+    src = sorted((shared_data / "figshare-png" / "images").glob("*.png"))[:5]
+    files = []
+    for i, f in enumerate(src):  # sizes 512, 200x120, 512, 200x120, 512: two shape groups
+        image = cv2.imread(str(f), 0)
+        files.append(tmp_path / "in" / f"{i}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(files[-1]), image[:200, :120] if i % 2 else image)
+    out = tmp_path / "out"
+    records = list(segment_files(files, out, model_path=str(model_path), batch_size=3))
+    assert [r["input"] for r in records] == [str(f) for f in files]
+    reference = inference_model(load_model(model_path))
+    for f, record in zip(files, records, strict=True):
+        x = preprocess_image(cv2.imread(str(f), 0), None, 3)
+        want = (predict_any_size(reference, x) >= 0.5).astype(np.uint8)
+        mask = cv2.imread(record["mask"], cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(mask // 255, want)
+        assert record["area_px"] == int(want.sum())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,17 +17,26 @@ from unet_keras.inference import inference_model, load_model, predict_any_size
 from unet_keras.viz import encode_png, overlay
 
 
-def segment_image(model: keras.Model, image: np.ndarray, threshold: float = 0.5,
-                  tta: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Raw slice (any size, dtype, 1 or 3 channels) -> ``(x, probs, mask)``.
+def segment_images(model: keras.Model, images: Sequence[np.ndarray], threshold: float = 0.5,
+                   tta: bool = False, batch_size: int = 8
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Raw slices (any sizes, dtypes, 1 or 3 channels) -> per slice ``(x, probs, mask)``.
 
     ``x``: the preprocessed image ``(H, W, C)`` in [0, 1]; ``probs``: ``(H, W)`` float32;
-    ``mask``: ``(H, W)`` uint8 0/1 — all at the input's own H, W.
+    ``mask``: ``(H, W)`` uint8 0/1, all at that slice's own H, W. Slices of equal size go
+    through the model together, ``batch_size`` per forward pass.
     """
     channels = model.input_shape[-1]
-    x = preprocess_image(image, size=None, channels=channels)
-    probs = predict_any_size(model, x, tta=tta)
-    return x, probs, (probs >= threshold).astype(np.uint8)
+    xs = [preprocess_image(image, size=None, channels=channels) for image in images]
+    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i, x in enumerate(xs):
+        by_shape[x.shape].append(i)
+    probs: list[np.ndarray] = [np.empty(0)] * len(xs)
+    for indices in by_shape.values():
+        batch = predict_any_size(model, np.stack([xs[i] for i in indices]), batch_size, tta)
+        for i, p in zip(indices, batch, strict=True):
+            probs[i] = p
+    return [(x, p, (p >= threshold).astype(np.uint8)) for x, p in zip(xs, probs, strict=True)]
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -38,19 +48,29 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
                   threshold: float = 0.5, tta: bool = False, precision: str = "float32",
-                  jit_compile: bool = False) -> Iterator[dict]:
-    """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}``.
+                  jit_compile: bool = False, batch_size: int = 8) -> Iterator[dict]:
+    """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}`` in the
+    order of ``files``.
 
-    ``precision`` and ``jit_compile`` set up the forward pass (see
+    Files are read ``batch_size`` at a time and equal-size slices among them share forward
+    passes. ``precision`` and ``jit_compile`` set up the model (see
     :func:`~unet_keras.inference.inference_model`).
     """
     model = inference_model(load_model(model_path), precision, jit_compile)
     output.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        x, _, mask = segment_image(model, read_image_file(f), threshold, tta)
-        mask_path, overlay_path = output / f"{f.stem}_mask.png", output / f"{f.stem}_overlay.png"
-        write_png(mask_path, mask * 255)
-        write_png(overlay_path, (overlay(x, mask) * 255).round().astype(np.uint8))
-        area = int(mask.sum())
-        yield {"input": str(f), "mask": str(mask_path), "overlay": str(overlay_path),
-               "area_px": area, "area_pct": 100.0 * area / mask.size}
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        results = segment_images(model, [read_image_file(f) for f in chunk], threshold, tta,
+                                 batch_size)
+        yield from (_write_outputs(f, x, mask, output)
+                    for f, (x, _, mask) in zip(chunk, results, strict=True))
+
+
+def _write_outputs(f: Path, x: np.ndarray, mask: np.ndarray, output: Path) -> dict:
+    """Write ``<stem>_mask.png`` and ``<stem>_overlay.png`` for one input; describe them."""
+    mask_path, overlay_path = output / f"{f.stem}_mask.png", output / f"{f.stem}_overlay.png"
+    write_png(mask_path, mask * 255)
+    write_png(overlay_path, (overlay(x, mask) * 255).round().astype(np.uint8))
+    area = int(mask.sum())
+    return {"input": str(f), "mask": str(mask_path), "overlay": str(overlay_path),
+            "area_px": area, "area_pct": 100.0 * area / mask.size}

@@ -44,14 +44,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="compute precision; bfloat16 is about 2x faster on CPUs with "
                         "AVX512_BF16 or AMX")
     p.add_argument("--xla", action="store_true", help="compile the forward pass with XLA")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="files read at a time; equal-size slices share forward passes")
     args = p.parse_args(argv)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     files = collect_inputs(args.inputs)
     quiet_tensorflow()
     from unet_keras.predict import segment_files
 
     for record in segment_files(files, Path(args.output), model_path=args.model,
                                 threshold=args.threshold, tta=args.tta,
-                                precision=args.precision, jit_compile=args.xla):
+                                precision=args.precision, jit_compile=args.xla,
+                                batch_size=args.batch_size):
         print(f"{record['input']}: {record['area_px']} tumor px ({record['area_pct']:.2f}%) "
               f"-> {record['mask']}")
     return 0
