@@ -5,7 +5,10 @@ Measured, warm-up excluded, as the median and the spread (min..max) of several r
 * training images/s (Adam, the paper's Dice loss, one batch per step) and inference images/s
   of Keras float32, Keras ``mixed_bfloat16`` (when the CPU has bf16), Keras with
   ``jit_compile=True`` (XLA), and the PyTorch mirror in float32 NCHW, float32 channels_last and
-  bf16 autocast channels_last, each also with one thread (``--modes`` lists the others);
+  bf16 autocast channels_last, each also with one thread (``--modes`` lists the others). Keras
+  runs as the project does: training with the fused batch norm, prediction through
+  ``inference_model`` (batch norm folded into the convolutions); ``keras-fp32-kerasbn`` and
+  ``keras-bf16-kerasbn`` use Keras' own BatchNormalization throughout, for comparison;
 * single-slice latency (batch 1) at 256x256 and 512x512 (a size-agnostic copy of the config);
 * the ``tf.data`` input pipeline alone: real PNG slices decoded and preprocessed by
   ``make_file_dataset`` without and with an in-memory cache, and preloaded arrays through
