@@ -95,10 +95,15 @@ def test_inference_uses_the_moving_statistics():
     np.testing.assert_array_equal(fused.moving_mean.numpy(), mean)  # not updated
 
 
-def test_an_epsilon_below_the_fused_kernels_minimum_falls_back_to_keras():
+def test_an_epsilon_below_cudnns_minimum_falls_back_to_keras(monkeypatch):
     x = np.random.default_rng(2).normal(0.0, 1.0, (2, 4, 4, 3)).astype(np.float32)
     (keras_bn, fused), _, _ = _layers(x.shape, keras.layers.BatchNormalization,
                                       FusedBatchNormalization, epsilon=1e-7)
+
+    def no_fused_kernel(*args, **kwargs):
+        raise AssertionError("the fused kernel ran with an epsilon cuDNN rejects")
+
+    monkeypatch.setattr(tf.compat.v1.nn, "fused_batch_norm", no_fused_kernel)
     np.testing.assert_allclose(fused(x, training=True).numpy(),
                                keras_bn(x, training=True).numpy(), atol=1e-6)
 
@@ -171,6 +176,15 @@ def test_folding_gives_the_numpy_fold_and_the_same_predictions():
     want = plain.predict_on_batch(x)
     assert 0.01 < want.mean() < 0.99 and want.std() > 0.01  # not saturated
     np.testing.assert_allclose(folded.predict_on_batch(x), want, atol=2e-6)
+
+
+def test_folding_refuses_a_target_that_still_has_batch_norms():
+    cfg = ArchConfig(input_shape=(16, 16, 1), base_filters=2, depth=1)
+    with pytest.raises(ValueError, match="batchnorm='folded'"):
+        fold_batchnorm(build_unet(cfg), build_unet(cfg))
+    gated = cfg.replace(attention=True)  # attention-gate weights the target has no place for
+    with pytest.raises(ValueError, match="no layer for the weights of up1_att_phi"):
+        fold_batchnorm(build_unet(gated), build_unet(cfg, batchnorm="folded"))
 
 
 def test_an_unknown_batchnorm_kind_is_refused():

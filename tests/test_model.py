@@ -245,3 +245,6 @@ def test_architecture_read_off_layers():
     assert arch_config_of(build_unet(arch)) == arch
     with pytest.raises(ValueError, match="not a unet_keras U-Net"):
         arch_config_of(keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)]))
+    folded = build_unet(arch, batchnorm="folded")
+    with pytest.raises(ValueError, match="batch norms folded"):
+        arch_config_of(folded)

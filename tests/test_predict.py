@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+import pytest
 
 from unet_keras import ArchConfig, build_unet
 from unet_keras.data.preprocess import preprocess_image
@@ -37,28 +38,73 @@ def test_predict_cli_writes_masks_at_input_size(tmp_path: Path, shared_data: Pat
     assert proc.stdout.count("tumor px") == 2
 
 
-def test_segment_files_batches_equal_sizes_and_keeps_the_order(tmp_path: Path,
-                                                               shared_data: Path):
-    from unet_keras.inference import inference_model, load_model, predict_any_size
+def _spread_model(path: Path) -> keras.Model:
+    """A tiny size-free U-Net whose probabilities spread over [0, 1] (a fresh head keeps them
+    within 0.01 of the threshold, where any rounding flips a pixel, and gives the black
+    background, whose features are all 0, exactly 0.5), saved to ``path``."""
+    keras.utils.set_random_seed(3)
+    model = build_unet(ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2))
+    head = model.get_layer("head")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 60.0, bias - 0.3])
+    model.save(path)
+    return model
+
+
+def _slices(shared_data: Path, n: int) -> list[np.ndarray]:
+    """Real slices, every other one cropped to 200x120: two sizes, interleaved."""
+    src = sorted((shared_data / "figshare-png" / "images").glob("*.png"))[:n]
+    return [cv2.imread(str(f), 0)[:200, :120] if i % 2 else cv2.imread(str(f), 0)
+            for i, f in enumerate(src)]
+
+
+def test_segment_images_batches_equal_sizes(tmp_path: Path, shared_data: Path):
+    from unet_keras.predict import segment_images
+
+    model = _spread_model(tmp_path / "tiny.keras")
+    images = _slices(shared_data, 5)
+    calls = []
+    predict_on_batch = model.predict_on_batch
+    model.predict_on_batch = lambda x: calls.append(len(x)) or predict_on_batch(x)
+    results = segment_images(model, images, threshold=0.5, batch_size=8)
+    assert sorted(calls) == [2, 3]  # one pass per size instead of five
+    for image, (x, probs, mask) in zip(images, results, strict=True):
+        want = preprocess_image(image, None, 3)
+        np.testing.assert_array_equal(x, want)
+        ref = np.asarray(model(want[None], training=False))[0, ..., 0]
+        assert probs.shape == image.shape and 0.0 < (ref >= 0.5).mean() < 0.2
+        np.testing.assert_allclose(probs, ref, atol=1e-5)
+        np.testing.assert_array_equal(mask, (probs >= 0.5).astype(np.uint8))
+
+
+def test_segment_files_writes_in_order_and_what_came_before_a_bad_file(tmp_path: Path,
+                                                                       shared_data: Path):
+    from unet_keras.data import DataError
     from unet_keras.predict import segment_files
 
-    keras.utils.set_random_seed(3)
-    model_path = tmp_path / "tiny.keras"
-    build_unet(ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)).save(model_path)
-    src = sorted((shared_data / "figshare-png" / "images").glob("*.png"))[:5]
+    model = _spread_model(tmp_path / "tiny.keras")
+    folder = tmp_path / "in"
+    folder.mkdir()
     files = []
-    for i, f in enumerate(src):  # sizes 512, 200x120, 512, 200x120, 512: two shape groups
-        image = cv2.imread(str(f), 0)
-        files.append(tmp_path / "in" / f"{i}.png")
-        files[-1].parent.mkdir(exist_ok=True)
-        cv2.imwrite(str(files[-1]), image[:200, :120] if i % 2 else image)
+    for i, image in enumerate(_slices(shared_data, 4)):
+        files.append(folder / f"{i}.png")
+        cv2.imwrite(str(files[-1]), image)
     out = tmp_path / "out"
-    records = list(segment_files(files, out, model_path=str(model_path), batch_size=3))
+    records = list(segment_files(files, out, model_path=str(tmp_path / "tiny.keras"),
+                                 batch_size=3))
     assert [r["input"] for r in records] == [str(f) for f in files]
-    reference = inference_model(load_model(model_path))
     for f, record in zip(files, records, strict=True):
         x = preprocess_image(cv2.imread(str(f), 0), None, 3)
-        want = (predict_any_size(reference, x) >= 0.5).astype(np.uint8)
-        mask = cv2.imread(record["mask"], cv2.IMREAD_UNCHANGED)
-        np.testing.assert_array_equal(mask // 255, want)
-        assert record["area_px"] == int(want.sum())
+        ref = np.asarray(model(x[None], training=False))[0, ..., 0]
+        mask = cv2.imread(record["mask"], cv2.IMREAD_UNCHANGED) // 255
+        decided = np.abs(ref - 0.5) > 1e-4  # pixels rounding cannot flip
+        np.testing.assert_array_equal(mask[decided], (ref >= 0.5)[decided])
+        assert record["area_px"] == int(mask.sum())
+
+    bad = folder / "2.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="2.png"):
+        list(segment_files(files, tmp_path / "out2", model_path=str(tmp_path / "tiny.keras"),
+                           batch_size=3))
+    written = sorted(p.name for p in (tmp_path / "out2").glob("*_mask.png"))
+    assert written == ["0_mask.png", "1_mask.png"]  # flushed before the error

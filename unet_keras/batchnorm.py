@@ -32,7 +32,8 @@ from keras import layers
 #: The ways ``build_unet`` can build the batch norms (see the module docstring).
 BATCHNORM_KINDS = ("keras", "fused", "folded")
 
-#: TensorFlow's fused kernel rejects a smaller epsilon.
+#: cuDNN's fused batch norm (GPU) rejects a smaller epsilon; the layer falls back to Keras'
+#: ``call`` below it on every device, so CPU and GPU compute the same thing.
 _MIN_FUSED_EPSILON = 1.001e-5
 
 
@@ -84,9 +85,15 @@ def fold_batchnorm(model: keras.Model, folded: keras.Model) -> None:
     With ``s = gamma / sqrt(moving_variance + epsilon)`` per output channel, the convolution
     gets ``kernel * s`` and bias ``(bias - moving_mean) * s + beta`` (computed in float64, stored
     float32), which is the inference-mode ``BatchNormalization(conv(x))``. Other layers are
-    copied as they are. Raises ``ValueError`` if the two models' layers do not correspond.
+    copied as they are. Raises ``ValueError`` if ``folded`` still has batch norms (its weights
+    would then apply them twice) or the two models' weighted layers do not correspond.
     """
+    if any(isinstance(layer, layers.BatchNormalization) for layer in folded.layers):
+        raise ValueError(f"model {folded.name!r} has BatchNormalization layers: build it with "
+                         "batchnorm='folded' to fold the batch norms into it")
     source = {layer.name: layer for layer in model.layers}
+    unused = {name for name, layer in source.items()
+              if layer.weights and not isinstance(layer, layers.BatchNormalization)}
     for layer in folded.layers:
         if not layer.weights:
             continue
@@ -101,3 +108,7 @@ def fold_batchnorm(model: keras.Model, folded: keras.Model) -> None:
             weights = [(kernel * scale).astype(np.float32),
                        ((bias - mean) * scale + beta).astype(np.float32)]
         layer.set_weights(weights)
+        unused.discard(layer.name)
+    if unused:
+        raise ValueError(f"model {folded.name!r} has no layer for the weights of "
+                         f"{', '.join(sorted(unused))} of model {model.name!r}")

@@ -106,8 +106,13 @@ def predict_batch(model: keras.Model, images: np.ndarray, batch_size: int = 8,
     """Probabilities ``(N, H, W)`` float32 for a batch ``(N, H, W, C)`` the model accepts as is.
 
     With ``tta`` the result is the mean over identity, horizontal and vertical flips (each
-    flipped back).
+    flipped back). ``batch_size`` images go through ``predict_on_batch`` at a time.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if len(images) == 0:
+        raise ValueError("no images to predict (an empty batch)")
+
     def run(x):
         x = np.ascontiguousarray(x)
         chunks = [np.asarray(model.predict_on_batch(x[i:i + batch_size]))

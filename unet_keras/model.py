@@ -63,11 +63,14 @@ def arch_config_of(model: keras.Model) -> ArchConfig:
     if missing:
         raise ValueError(f"model {model.name!r} is not a unet_keras U-Net: it has no layer "
                          f"{', '.join(missing)}")
+    bn = by_name["down1_bn1"]
+    if not isinstance(bn, layers.BatchNormalization):
+        raise ValueError(f"model {model.name!r} has its batch norms folded into the "
+                         "convolutions (an inference copy); use the model it was made from")
     depth = 0
     while f"down{depth + 1}_pool" in by_name:
         depth += 1
     dropout = by_name.get("bottleneck_dropout")
-    bn = by_name["down1_bn1"]
     return ArchConfig(
         input_shape=tuple(model.input_shape[1:]),
         base_filters=int(by_name["down1_conv1"].filters),

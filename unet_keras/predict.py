@@ -52,18 +52,35 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
     """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}`` in the
     order of ``files``.
 
-    Files are read ``batch_size`` at a time and equal-size slices among them share forward
-    passes. ``precision`` and ``jit_compile`` set up the model (see
-    :func:`~unet_keras.inference.inference_model`).
+    Files are read one by one and segmented ``batch_size`` at a time, equal-size slices
+    sharing forward passes. A file that cannot be read raises its error (naming the file)
+    after the files read before it have been written. ``precision`` and ``jit_compile`` set
+    up the model (see :func:`~unet_keras.inference.inference_model`).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model = inference_model(load_model(model_path), precision, jit_compile)
     output.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        results = segment_images(model, [read_image_file(f) for f in chunk], threshold, tta,
+    pending: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> Iterator[dict]:
+        results = segment_images(model, [image for _, image in pending], threshold, tta,
                                  batch_size)
-        yield from (_write_outputs(f, x, mask, output)
-                    for f, (x, _, mask) in zip(chunk, results, strict=True))
+        done = [_write_outputs(f, x, mask, output)
+                for (f, _), (x, _, mask) in zip(pending, results, strict=True)]
+        pending.clear()
+        yield from done
+
+    for f in files:
+        try:
+            pending.append((f, read_image_file(f)))
+        except Exception:
+            yield from flush()
+            raise
+        if len(pending) == batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
 
 
 def _write_outputs(f: Path, x: np.ndarray, mask: np.ndarray, output: Path) -> dict:

@@ -14,7 +14,7 @@ A run directory (``TrainConfig.output``) holds::
     backup/          Keras BackupAndRestore state while a run is unfinished (for --resume)
 
 The model trains with TensorFlow's fused BatchNormalization kernel
-(:class:`unet_keras.batchnorm.FusedBatchNormalization`, same weights and math, about 16% faster
+(:class:`unet_keras.batchnorm.FusedBatchNormalization`, same weights and math, about 20% faster
 under ``mixed_bfloat16``); the exports are rebuilt with Keras' own layer, and checkpoints hold
 weights only, so no file depends on the fused layer.
 

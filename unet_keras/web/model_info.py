@@ -1,7 +1,8 @@
-"""What ``GET /api/model`` reports: the served model's architecture, read off its layers.
+"""The training record ``GET /api/model`` reports beside the served model's architecture.
 
-The layers are the truth about what is served, whether it came from a run directory (with its
-``config.json``) or a bare ``.keras`` file. The run's training record is added when present.
+The architecture is read off the model's layers (:func:`unet_keras.model.arch_config_of`),
+whether it came from a run directory or a bare ``.keras`` file; a run directory also has the
+``config.json`` its training wrote, which is added when present.
 """
 
 from __future__ import annotations
