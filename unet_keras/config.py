@@ -116,6 +116,30 @@ class ArchConfig:
         return cls.from_dict(json.loads(text))
 
 
+#: Learning-rate schedules: ``plateau`` = ReduceLROnPlateau on val Dice (the default);
+#: ``cosine`` = linear warm-up then cosine decay to 0 over ``steps`` or ``time_budget``.
+SCHEDULES = ("plateau", "cosine")
+#: ``mixed_precision``: ``off`` (float32), ``on`` (mixed_bfloat16), ``auto`` (whichever trains
+#: faster on this machine, timed on a few steps before training).
+PRECISION_MODES = ("off", "on", "auto")
+
+
+#: Named recipes: changes to the TrainConfig defaults, applied before ``--config`` and flags.
+#: ``paper`` is the paper's protocol (the defaults); ``cpu`` is the recipe of the bundled model
+#: (patches with foreground oversampling, warm-up + cosine over a 100-minute budget, weight
+#: EMA, the faster numeric mode of the machine at hand); see REPRODUCE.md.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": {
+        "image_size": 256, "base_filters": 32, "patch_size": 128, "foreground_fraction": 0.33,
+        "batch_size": 16, "loss": "bce_dice", "lr": 1e-3, "schedule": "cosine",
+        "warmup": 0.03, "time_budget": 100.0, "epochs": 1000, "ema": 0.999,
+        "mixed_precision": "auto", "augment_scale": 0.15, "augment_gamma": 0.3,
+        "augment_noise": 0.03,
+    },
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (the resolved form is saved as ``config.json``).
@@ -146,31 +170,69 @@ class TrainConfig:
     min_lr: float = 1e-6
     early_stopping: int = 0
     augment: bool = True
+    augment_scale: float = 0.0
+    augment_gamma: float = 0.0
+    augment_noise: float = 0.0
+    patch_size: int = 0
+    foreground_fraction: float = 0.33
+    steps: int = 0
+    time_budget: float = 0.0
+    schedule: str = "plateau"
+    warmup: float = 0.05
+    ema: float = 0.0
+    init_from: str | None = None
     split_by: str | None = None
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     fold: str | None = None
     seed: int = 42
     deterministic: bool = False
-    mixed_precision: bool = False
+    mixed_precision: str = "off"
     jit_compile: bool = False
     strategy: str = "auto"
     output: str | None = None
     resume: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.mixed_precision, bool):  # configs written before "auto" existed
+            object.__setattr__(self, "mixed_precision", "on" if self.mixed_precision else "off")
         choices = {
             "format": ("auto", "figshare", "lgg", "folder"),
             "loss": ("dice", "bce_dice"),
             "optimizer": ("adam", "sgd"),
             "split_by": (None, "patient", "block", "image"),
             "strategy": ("auto", "one", "mirrored", "multiworker"),
+            "schedule": SCHEDULES,
+            "mixed_precision": PRECISION_MODES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        for name in ("patch_size", "steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.patch_size:
+            multiple = 2**self.depth
+            if self.patch_size % multiple or self.patch_size > self.image_size:
+                raise ValueError(f"patch_size must be a multiple of 2**depth = {multiple} and at "
+                                 f"most image_size ({self.image_size}), got {self.patch_size}")
+        for name, low, high in (("foreground_fraction", 0.0, 1.0), ("warmup", 0.0, 0.5),
+                                ("ema", 0.0, 0.9999), ("augment_scale", 0.0, 0.5),
+                                ("augment_gamma", 0.0, 1.0), ("augment_noise", 0.0, 0.5)):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not low <= value <= high:
+                raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+        if not isinstance(self.time_budget, int | float) or self.time_budget < 0:
+            raise ValueError(f"time_budget must be >= 0 minutes, got {self.time_budget!r}")
+        if self.schedule == "cosine" and not (self.steps or self.time_budget):
+            raise ValueError("schedule 'cosine' decays over the budget: give steps or time_budget")
+        if not self.patch_size and (self.augment_scale or self.augment_gamma
+                                    or self.augment_noise):
+            raise ValueError("augment_scale, augment_gamma and augment_noise apply to patch "
+                             "training: give patch_size too")
         if self.fold is not None:
             self.fold_index()
 
@@ -187,9 +249,11 @@ class TrainConfig:
         return k, n
 
     def arch(self) -> ArchConfig:
-        """The architecture this run trains."""
+        """The architecture this run trains: size-free (``None`` H, W) when it trains on
+        patches, so that it validates and predicts on whole slices."""
+        side = None if self.patch_size else self.image_size
         return ArchConfig(
-            input_shape=(self.image_size, self.image_size, self.channels),
+            input_shape=(side, side, self.channels),
             base_filters=self.base_filters,
             depth=self.depth,
             dropout=self.dropout,

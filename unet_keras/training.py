@@ -64,6 +64,7 @@ from unet_keras import data as data_lib
 from unet_keras.atomic import atomic_path, write_text_atomic
 from unet_keras.config import ArchConfig, TrainConfig
 from unet_keras.data import tfrecord
+from unet_keras.data.pipeline import make_patch_dataset
 from unet_keras.distribute import (
     AverageBatchNormStatistics,
     ReplicaMeanLoss,
@@ -79,6 +80,9 @@ from unet_keras.distribute import (
 from unet_keras.losses import get_loss
 from unet_keras.metrics import segmentation_metrics
 from unet_keras.model import build_unet
+from unet_keras.model_meta import ModelMeta, write_model_meta
+from unet_keras.precision import resolve_policy
+from unet_keras.schedule import Budget, EMAWeights, EMAWeightsBack
 
 MONITOR = "val_dice_coef"
 
@@ -109,10 +113,12 @@ class RunResult:
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam, or SGD with (Nesterov-free) momentum, at ``cfg.lr``."""
+    """Adam, or SGD with (Nesterov-free) momentum, at ``cfg.lr``; with ``cfg.ema`` > 0 the
+    optimizer also keeps an exponential moving average of the weights (momentum ``ema``)."""
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
-    return keras.optimizers.Adam(learning_rate=cfg.lr)
+        return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum, **ema)
+    return keras.optimizers.Adam(learning_rate=cfg.lr, **ema)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, replicas: int = 1) -> keras.Model:
@@ -128,9 +134,10 @@ def compile_model(model: keras.Model, cfg: TrainConfig, replicas: int = 1) -> ke
     return model
 
 
-def export_float32(model: keras.Model, arch: ArchConfig, path: str | os.PathLike
-                   ) -> keras.Model:
-    """Rebuild ``arch`` in float32, copy ``model``'s weights and save it atomically.
+def export_float32(model: keras.Model, arch: ArchConfig, path: str | os.PathLike,
+                   meta: ModelMeta | None = None) -> keras.Model:
+    """Rebuild ``arch`` in float32, copy ``model``'s weights and save it atomically, with
+    ``meta`` (:mod:`unet_keras.model_meta`) inside the file.
 
     A model trained under ``mixed_bfloat16`` carries that dtype policy; inference and
     conversion want float32, so exports are always rebuilt from the config. The export is
@@ -145,6 +152,8 @@ def export_float32(model: keras.Model, arch: ArchConfig, path: str | os.PathLike
     clean.set_weights(model.get_weights())
     with atomic_path(path) as tmp:
         clean.save(tmp)
+        if meta is not None:
+            write_model_meta(tmp, meta)
     return clean
 
 
@@ -229,20 +238,35 @@ def load_split_data(cfg: TrainConfig, run_dir: Path | None = None):
     return slices, split, arrays
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, best_so_far: float | None) -> list:
-    callbacks = [
+def _callbacks(cfg: TrainConfig, run_dir: Path, best_so_far: float | None,
+               past: list[dict[str, float]]) -> list:
+    callbacks = []
+    if cfg.steps or cfg.time_budget or cfg.schedule == "cosine":
+        last = past[-1] if past else {}
+        callbacks.append(Budget(
+            steps=cfg.steps, minutes=cfg.time_budget, warmup=cfg.warmup,
+            peak_lr=cfg.lr if cfg.schedule == "cosine" else None,
+            done_steps=int(last.get("steps", 0)), done_minutes=float(last.get("minutes", 0.0))))
+    if cfg.ema:
+        ema = EMAWeights()
+        callbacks.append(ema)
+    callbacks += [
         AtomicModelCheckpoint(
             str(run_dir / "checkpoints" / "best.weights.h5"), monitor=MONITOR, mode="max",
             save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far,
         ),
-        keras.callbacks.ReduceLROnPlateau(monitor=MONITOR, mode="max", factor=cfg.lr_factor,
-                                          patience=cfg.lr_patience, min_lr=cfg.min_lr),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=MONITOR, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience,
+            min_lr=cfg.min_lr))
     if cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=MONITOR, mode="max", patience=cfg.early_stopping, restore_best_weights=False))
+    if cfg.ema:
+        callbacks.append(EMAWeightsBack(ema))
     # Last, so the epoch's checkpoint and history row exist before the backup says it is done.
     callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"),
                                                       double_checkpoint=True))
@@ -273,6 +297,18 @@ def _datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None, arrays: 
     """Training and validation batches of the global batch size, and steps per epoch (``None``:
     one pass over the training split, the single-replica case)."""
     spread = {"repeat": True, "drop_remainder": True} if replicas > 1 else {}
+    if cfg.patch_size:
+        if export is not None:
+            raise data_lib.DataError(f"{export.root}: patch training reads slices in memory; "
+                                     "pass the dataset folder instead of a TFRecord export")
+        images, masks = arrays["train"]
+        train_ds = make_patch_dataset(
+            images, masks, cfg.batch_size, cfg.patch_size, cfg.foreground_fraction,
+            augment=cfg.augment, scale=cfg.augment_scale, gamma=cfg.augment_gamma,
+            noise=cfg.augment_noise, seed=cfg.seed)
+        val_ds = data_lib.make_dataset(*arrays["val"], batch_size=cfg.batch_size, shuffle=False)
+        # An epoch shows as many patches as there are training slices.
+        return train_ds, val_ds, max(1, -(-len(images) // cfg.batch_size))
     if export is None:
         n_train = len(arrays["train"][0])
         train_ds = data_lib.make_dataset(*arrays["train"], batch_size=cfg.batch_size,
@@ -337,10 +373,11 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
         raise data_lib.DataError(f"{data_path}: too few slices for a train and a val split")
 
     arch = cfg.arch()
-    config_record = {"arch": arch.to_dict(), "train": cfg.to_dict(), "data_path": data_path}
+    init_model = _init_model(cfg, arch)
+    config_record = {"arch": arch.to_dict(), "train": cfg.to_dict(), "data_path": data_path,
+                     "lineage": _lineage(cfg, run_dir)}
     if export is not None:
         config_record["data_source"] = export.source
-    write_text_atomic(run_dir / "config.json", json.dumps(config_record, indent=2))
 
     backup_dir = run_dir / "backup"
     history_path = run_dir / "history.csv"
@@ -354,8 +391,11 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
     best_so_far = max((r[MONITOR] for r in past if MONITOR in r), default=None)
 
     previous_policy = keras.mixed_precision.global_policy()
-    if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    policy = resolve_policy(cfg.mixed_precision, arch, cfg.batch_size,
+                            cfg.patch_size or cfg.image_size, log)
+    config_record["policy"] = policy
+    write_text_atomic(run_dir / "config.json", json.dumps(config_record, indent=2))
+    keras.mixed_precision.set_global_policy(policy)
     try:
         strategy = select_strategy(cfg.strategy)
         replicas, workers = strategy.num_replicas_in_sync, cluster_size()
@@ -364,8 +404,10 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
                              f"multiple of the {replicas} replicas")
         with strategy.scope():
             model = compile_model(build_unet(arch, batchnorm="fused"), cfg, replicas)
+            if init_model is not None and next_epoch == 0:
+                model.set_weights(init_model.get_weights())
         train_ds, val_ds, steps = _datasets(cfg, export, arrays, replicas)
-        callbacks = _callbacks(cfg, run_dir, best_so_far)
+        callbacks = _callbacks(cfg, run_dir, best_so_far, past)
         if replicas > 1:
             # outside the scope: not distributed
             twin = compile_model(build_unet(arch, batchnorm="fused"), cfg)
@@ -375,7 +417,8 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
             fix_keras_multiworker(model, strategy)
         log(f"model: {model.count_params():,} parameters; {cfg.epochs} epochs, "
             f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, loss {cfg.loss}"
-            + (", mixed_bfloat16" if cfg.mixed_precision else ""))
+            + f", {policy}" + (f", patches {cfg.patch_size}" if cfg.patch_size else "")
+            + (f", from {cfg.init_from}" if cfg.init_from else ""))
         if replicas > 1:
             log(f"{task_name()}: {type(strategy).__name__}, {replicas} replicas on {workers} "
                 f"worker(s), {cfg.batch_size // replicas} images per replica, {steps} steps "
@@ -397,11 +440,12 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
     if not chief:
         return RunResult(Path(cfg.output), history, int(best_row["epoch"]),
                          float(best_row[MONITOR]))
-    export_float32(model, arch, run_dir / "last.keras")
+    meta = ModelMeta(arch=arch.to_dict(), image_size=cfg.image_size)
+    export_float32(model, arch, run_dir / "last.keras", meta)
     best_weights = run_dir / "checkpoints" / "best.weights.h5"
     if best_weights.exists():
         model.load_weights(best_weights)
-    best = export_float32(model, arch, run_dir / "model.keras")
+    best = export_float32(model, arch, run_dir / "model.keras", meta)
     _export_torch(best, run_dir / "model.pt", log)
     from unet_keras import viz  # matplotlib only when a run finishes
 
@@ -410,6 +454,36 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
                       _summary(cfg, data_path, split, best_row, len(history), elapsed))
     log(f"best epoch {best_row['epoch'] + 1}: val Dice {best_row[MONITOR]:.4f}; run in {run_dir}")
     return RunResult(run_dir, history, int(best_row["epoch"]), float(best_row[MONITOR]))
+
+
+def _init_model(cfg: TrainConfig, arch: ArchConfig) -> keras.Model | None:
+    """The model whose weights start the run (``init_from``), checked against ``arch``."""
+    if not cfg.init_from:
+        return None
+    from unet_keras.inference import load_model
+    from unet_keras.model import arch_config_of
+
+    source = load_model(cfg.init_from)
+    theirs = arch_config_of(source).replace(input_shape=arch.input_shape)
+    if theirs != arch:
+        raise ValueError(f"{cfg.init_from}: its architecture {theirs.to_dict()} differs from "
+                         f"this run's {arch.to_dict()}; --init-from needs the same network")
+    return source
+
+
+def _lineage(cfg: TrainConfig, run_dir: Path) -> list[dict]:
+    """The sittings that led to this run: the ``init_from`` model's run (its own lineage
+    first, read from its ``config.json`` when it sits in a run directory), then this one."""
+    chain: list[dict] = []
+    if cfg.init_from:
+        source = Path(cfg.init_from)
+        record = (source if source.is_dir() else source.parent) / "config.json"
+        if record.exists():
+            chain = json.loads(record.read_text()).get("lineage", [])
+        else:
+            chain = [{"model": str(source)}]
+    here = {"run": str(run_dir), "init_from": cfg.init_from}
+    return [*chain, here] if not chain or chain[-1] != here else chain
 
 
 def _export_torch(model: keras.Model, path: Path, log) -> None:

@@ -14,7 +14,7 @@ import time
 from dataclasses import fields
 
 from unet_keras.cli.common import cli_errors, quiet_tensorflow
-from unet_keras.config import TrainConfig
+from unet_keras.config import PRECISION_MODES, PRESETS, SCHEDULES, TrainConfig
 
 HELP = {
     "data": "dataset folder or file (default: the bundled sample in data/sample)",
@@ -39,6 +39,22 @@ HELP = {
     "min_lr": "lower bound of the learning rate",
     "early_stopping": "stop after this many epochs without val Dice gain (0 = off)",
     "augment": "random rotation, flips and intensity jitter on training batches",
+    "augment_scale": "patch training: zoom in/out by up to 1 + this (0 = off)",
+    "augment_gamma": "patch training: image ** exp(U(-g, g)) (0 = off)",
+    "augment_noise": "patch training: Gaussian noise of std up to this (0 = off)",
+    "patch_size": "train on random square patches of this size cut from the --image-size "
+                  "slices (0 = whole slices); the model is then size-free and validates and "
+                  "predicts on whole slices",
+    "foreground_fraction": "share of patches placed on a tumour pixel (foreground oversampling)",
+    "steps": "stop after this many optimizer steps (0 = no step budget)",
+    "time_budget": "stop after this many minutes of training (0 = no time budget)",
+    "schedule": "plateau = ReduceLROnPlateau on val Dice; cosine = linear warm-up, then cosine "
+                "decay to 0 over --steps / --time-budget",
+    "warmup": "cosine schedule: share of the budget spent warming up",
+    "ema": "keep an exponential moving average of the weights with this momentum (e.g. 0.999) "
+           "and validate/save it (0 = off)",
+    "init_from": "start from the weights of this .keras model (same network; new optimizer "
+                 "and schedule), recorded in config.json's lineage",
     "split_by": "patient (default when ids exist), block (consecutive file numbers; default "
                 "for plain folders) or image (leaks slices of a patient across splits)",
     "val_fraction": "fraction of patients/blocks for validation",
@@ -46,7 +62,8 @@ HELP = {
     "fold": "K/N: train on fold K of N-fold cross-validation by patient",
     "seed": "random seed (weights, split, shuffling, augmentation)",
     "deterministic": "also enable TensorFlow op determinism (slower)",
-    "mixed_precision": "train in mixed_bfloat16 (about 2x faster on CPUs with AVX512_BF16)",
+    "mixed_precision": "on = mixed_bfloat16, off = float32, auto = time both on a few steps "
+                       "and train in the faster",
     "jit_compile": "compile the training step with XLA",
     "strategy": "auto, one, mirrored (local devices) or multiworker (TF_CONFIG)",
     "output": "run directory (default: saved_models/run-<date>-<time>)",
@@ -54,10 +71,17 @@ HELP = {
 }
 
 
+#: argparse ``type`` of each TrainConfig field, from its annotation.
+KINDS = {"int": int, "float": float, "str": str, "str | None": str}
+
+
 def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py", description="Train the brain-tumor U-Net (Keras).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="a named recipe applied before --config and the flags: paper "
+                             "(the defaults) or cpu (the bundled model's recipe)")
     parser.add_argument("--config", help="JSON file with any of the options below")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -66,21 +90,21 @@ def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                                 help=HELP[f.name])
             continue
-        kind = {"epochs": int, "batch_size": int, "image_size": int, "channels": int,
-                "base_filters": int, "depth": int, "lr_patience": int, "early_stopping": int,
-                "seed": int, "dropout": float, "smooth": float, "lr": float, "momentum": float,
-                "lr_factor": float, "min_lr": float, "val_fraction": float,
-                "test_fraction": float}.get(f.name, str)
-        parser.add_argument(flag, type=kind, default=default, help=HELP[f.name])
+        choices = {"mixed_precision": PRECISION_MODES, "schedule": SCHEDULES}.get(f.name)
+        parser.add_argument(flag, type=KINDS[str(f.type)], default=default, choices=choices,
+                            help=HELP[f.name])
     return parser
 
 
 def resolve_config(argv: list[str] | None) -> TrainConfig:
-    """Defaults <- ``--config`` JSON <- command-line flags."""
+    """Defaults <- ``--preset`` <- ``--config`` JSON <- command-line flags."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
+    pre.add_argument("--preset", choices=sorted(PRESETS))
     known, _ = pre.parse_known_args(argv)
     base = TrainConfig()
+    if known.preset:
+        base = TrainConfig.from_dict({**base.to_dict(), **PRESETS[known.preset]})
     if known.config:
         try:
             overrides = json.loads(open(known.config).read())
@@ -89,6 +113,7 @@ def resolve_config(argv: list[str] | None) -> TrainConfig:
         base = TrainConfig.from_dict({**base.to_dict(), **overrides})
     args = vars(build_parser(base).parse_args(argv))
     args.pop("config")
+    args.pop("preset")
     if args["output"] is None:
         if args["resume"]:
             raise ValueError("--resume needs --output (the run directory to continue)")

@@ -34,6 +34,8 @@ def augment_pair(
     seed: tf.Tensor,
     max_rotation: float = 15.0,
     intensity: float = 0.1,
+    gamma: float = 0.0,
+    noise: float = 0.0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Apply one random flip/rotation to both tensors and intensity jitter to the image.
 
@@ -45,6 +47,9 @@ def augment_pair(
             degrees (0 disables rotation).
         intensity: contrast factor ``1 + U(-intensity, intensity)`` and brightness shift
             ``U(-intensity/2, intensity/2)``, clipped to [0, 1] (0 disables jitter).
+        gamma: image ``** exp(U(-gamma, gamma))`` (0 disables it).
+        noise: Gaussian noise of standard deviation ``U(0, noise)`` added to the image, then
+            clipped to [0, 1] (0 disables it).
 
     Returns:
         ``(image, mask)`` of the input shapes; the mask still 0/1.
@@ -63,7 +68,72 @@ def augment_pair(
         contrast = 1.0 + (2.0 * u[3] - 1.0) * intensity
         shift = (u[4] - 0.5) * intensity
         image = tf.clip_by_value(image * contrast + shift, 0.0, 1.0)
+    if gamma or noise:  # a second stream, so the draws above do not depend on these options
+        extra_seed = tf.cast(seed, tf.int64) + tf.constant([0, 1], tf.int64)
+        v = tf.random.stateless_uniform([2], seed=extra_seed, dtype=tf.float32)
+        if gamma:
+            image = tf.pow(image, tf.exp((2.0 * v[0] - 1.0) * gamma))
+        if noise:
+            sigma = v[1] * noise
+            image = image + sigma * tf.random.stateless_normal(
+                tf.shape(image), seed=extra_seed + 1, dtype=tf.float32)
+            image = tf.clip_by_value(image, 0.0, 1.0)
     return image, mask
+
+
+def sample_patch(
+    image: tf.Tensor,
+    mask: tf.Tensor,
+    seed: tf.Tensor,
+    patch_size: int,
+    foreground_fraction: float = 0.33,
+    scale: float = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """A random square patch of a slice, centred near tumour with some probability.
+
+    With probability ``foreground_fraction`` (and when the mask has a tumour pixel) the patch
+    contains a tumour pixel drawn uniformly from the mask, at a uniformly random position in
+    the patch (nnU-Net's foreground oversampling); otherwise the patch is uniformly placed.
+    With ``scale`` > 0 the cropped side is ``patch_size * exp(U(-log(1 + scale),
+    log(1 + scale)))`` (at most the slice), resized to ``patch_size`` (bilinear; the mask is
+    re-binarised at 0.5): zoom in and out by up to ``1 + scale``.
+
+    Args:
+        image: float32 ``(H, W, C)``; ``H, W >= patch_size``.
+        mask: float32 ``(H, W, 1)`` of 0/1.
+        seed: int64 ``(2,)`` stateless seed.
+
+    Returns:
+        ``(image, mask)`` of shapes ``(patch_size, patch_size, C)`` and ``(patch_size,
+        patch_size, 1)``.
+    """
+    u = tf.random.stateless_uniform([5], seed=seed, dtype=tf.float32)
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.constant(patch_size, tf.int32)
+    if scale:
+        factor = tf.exp((2.0 * u[4] - 1.0) * math.log1p(scale))
+        side = tf.cast(tf.round(patch_size * factor), tf.int32)
+    side = tf.clip_by_value(side, 1, tf.minimum(h, w))
+    coords = tf.cast(tf.where(mask[..., 0] >= 0.5), tf.int32)
+    n_fg = tf.shape(coords)[0]
+    pick = tf.minimum(tf.cast(u[1] * tf.cast(n_fg, tf.float32), tf.int32),
+                      tf.maximum(n_fg - 1, 0))
+    centre = tf.concat([coords, tf.zeros([1, 2], tf.int32)], axis=0)[pick]
+    offset = tf.cast(u[2:4] * tf.cast(side, tf.float32), tf.int32)
+    fg_corner = centre - tf.minimum(offset, side - 1)
+    free = tf.stack([h - side + 1, w - side + 1])
+    uniform_corner = tf.cast(u[2:4] * tf.cast(free, tf.float32), tf.int32)
+    use_fg = tf.logical_and(u[0] < foreground_fraction, n_fg > 0)
+    corner = tf.where(use_fg, fg_corner, uniform_corner)
+    corner = tf.clip_by_value(corner, 0, free - 1)
+    both = tf.concat([image, mask], axis=-1)[corner[0]:corner[0] + side,
+                                             corner[1]:corner[1] + side]
+    if scale:
+        both = tf.image.resize(both, [patch_size, patch_size], method="bilinear")
+    channels = tf.shape(image)[-1]
+    image_out = tf.ensure_shape(both[..., :channels], [patch_size, patch_size, image.shape[-1]])
+    mask_out = tf.cast(both[..., channels:] >= 0.5, tf.float32)
+    return image_out, tf.ensure_shape(mask_out, [patch_size, patch_size, 1])
 
 
 def _rotate(x: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
@@ -134,6 +204,51 @@ def make_dataset(
         ds = ds.shuffle(max(len(images), 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
     return batch_examples(ds, batch_size, augment, seed, repeat, drop_remainder)
+
+
+def make_patch_dataset(
+    images: np.ndarray,
+    masks: np.ndarray,
+    batch_size: int,
+    patch_size: int,
+    foreground_fraction: float = 0.33,
+    augment: bool = True,
+    scale: float = 0.0,
+    gamma: float = 0.0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """An endless stream of batches of random patches (:func:`sample_patch`) of the slices.
+
+    Slices are visited in a reshuffled order each pass; every visit draws a new patch and, with
+    ``augment``, a new paired augmentation (:func:`augment_pair`, with ``gamma`` and ``noise``)
+    of it. Batches are always full. Pass ``steps_per_epoch`` to ``fit``.
+
+    Returns:
+        float32 ``((B, P, P, C), (B, P, P, 1))`` batches, ``P = patch_size``.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    masks = np.asarray(masks, dtype=np.float32)
+    if images.ndim != 4 or masks.shape != images.shape[:3] + (1,):
+        raise ValueError(f"expected images (N, H, W, C) and masks (N, H, W, 1); "
+                         f"got {images.shape} and {masks.shape}")
+    if min(images.shape[1:3]) < patch_size:
+        raise ValueError(f"patch size {patch_size} is larger than the slices "
+                         f"({images.shape[1]}x{images.shape[2]})")
+    x, y = tf.constant(images), tf.constant(masks)
+    ds = tf.data.Dataset.range(len(images)).shuffle(max(len(images), 1), seed=seed,
+                                                    reshuffle_each_iteration=True).repeat()
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+
+    def example(i, s):
+        image, mask = sample_patch(tf.gather(x, i), tf.gather(y, i), s[:2], patch_size,
+                                   foreground_fraction, scale)
+        if augment:
+            image, mask = augment_pair(image, mask, s[2:], gamma=gamma, noise=noise)
+        return image, mask
+
+    ds = tf.data.Dataset.zip((ds, seeds)).map(example, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def make_file_dataset(
