@@ -5,8 +5,12 @@
 * ``POST /api/dice`` — field ``truth``: the ground-truth mask, and either ``image`` (the slice,
   segmented now) or ``prediction`` (a predicted mask, e.g. the one ``/api/segment`` returned)
   -> Dice and IoU (:func:`unet_keras.dice_per_image`, :func:`unet_keras.iou_per_image`).
-* ``GET /api/health``, ``GET /api/model`` (architecture, model path, limits),
+  With ``image``, also the agreement overlay: true positives, false positives and false
+  negatives tinted in the colours ``GET /api/model`` lists as ``agreement_colors``.
+* ``GET /api/health``, ``GET /api/model`` (architecture, run name, limits),
   ``GET /openapi.json``.
+* ``GET /model-card``: the run's ``MODEL_CARD.md`` (404 with a sentence if it has none);
+  ``GET /favicon.ico``.
 
 Bad requests get a JSON ``{"detail": "<a sentence for a person>"}``: 413 past the upload
 limit, 415 for an unsupported file type, 422 for a corrupt file or a mask of another size.
@@ -17,6 +21,7 @@ Uploads stay in memory; nothing is written to disk. Predictions run on one worke
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +40,7 @@ from unet_keras.data import DataError, read_image_bytes, read_mask_bytes
 from unet_keras.data.preprocess import preprocess_image
 from unet_keras.inference import BUNDLED_MODEL, inference_model, load_model
 from unet_keras.model import arch_config_of
-from unet_keras.web.model_info import run_record
+from unet_keras.web.model_info import MODEL_CARD, model_card_text, run_dir_of, run_name, run_record
 from unet_keras.web.rendering import outlined_overlay, png_data_url, to_uint8
 from unet_keras.web.segmenter import Segmenter
 from unet_keras.web.uploads import SUFFIXES, Upload, UploadError, check_type, read_uploads
@@ -46,6 +51,14 @@ DEFAULT_MAX_SIDE = 2048
 #: The page loads nothing from elsewhere; images arrive as data: URLs.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; "
                            "connect-src 'self' data:; object-src 'none'; base-uri 'none'")
+#: Agreement overlay: each class of pixel tinted with its colour (RGB), blended with the slice.
+#: Okabe-Ito-like hues, told apart with the common colour-vision deficiencies.
+AGREEMENT_RGB: dict[str, tuple[int, int, int]] = {
+    "true_positive": (0, 200, 140),    # tumor in the truth and in the prediction
+    "false_positive": (255, 140, 0),   # predicted, not in the truth
+    "false_negative": (60, 110, 255),  # in the truth, missed
+}
+AGREEMENT_ALPHA = 0.55
 
 
 class ErrorOut(BaseModel):
@@ -74,6 +87,13 @@ class DiceOut(BaseModel):
     height: int
     compared: Literal["image", "prediction"] = Field(
         description="'image': the slice was segmented now; 'prediction': a given mask")
+    true_positive_px: int = Field(description="tumor in both the truth and the prediction")
+    false_positive_px: int = Field(description="predicted tumor that the truth does not have")
+    false_negative_px: int = Field(description="truth tumor that the prediction missed")
+    agreement: str | None = Field(
+        default=None, description="with 'image': the slice with true positives, false "
+        "positives and false negatives tinted (colours: GET /api/model agreement_colors), "
+        "PNG data URL; null with 'prediction'")
 
 
 class HealthOut(BaseModel):
@@ -84,6 +104,8 @@ class HealthOut(BaseModel):
 
 class ModelOut(BaseModel):
     model_path: str
+    run_name: str = Field(description="the model's run: the name of the folder holding it")
+    model_card_url: str = Field(description="where the page links the run's model card")
     architecture: dict[str, Any] = Field(description="ArchConfig of the served model")
     parameters: int
     threshold: float
@@ -93,6 +115,8 @@ class ModelOut(BaseModel):
     max_side: int = Field(description="largest accepted slice height / width in pixels")
     accepted_suffixes: list[str]
     run: dict[str, Any] | None = Field(description="the run's config.json, when there is one")
+    agreement_colors: dict[str, str] = Field(
+        description="CSS hex colour of each class of the agreement overlay")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -130,8 +154,11 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
     source = Path(model_path) if model_path is not None else BUNDLED_MODEL
     model = load_model(source)
     channels = int(model.input_shape[-1])
+    run_dir = run_dir_of(source)
     info = ModelOut(
         model_path=str(source.resolve()),
+        run_name=run_name(source),
+        model_card_url="/model-card",
         architecture=arch_config_of(model).to_dict(),
         parameters=model.count_params(),
         threshold=threshold,
@@ -139,7 +166,9 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
         max_upload_bytes=max_upload_bytes,
         max_side=max_side,
         accepted_suffixes=list(SUFFIXES),
-        run=run_record(source if source.is_dir() else source.parent),
+        run=run_record(run_dir),
+        agreement_colors={name: "#{:02x}{:02x}{:02x}".format(*rgb)
+                          for name, rgb in AGREEMENT_RGB.items()},
     )
     segmenter = Segmenter(inference_model(model, precision, jit_compile), max_batch=max_batch)
 
@@ -183,6 +212,23 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
         return FileResponse(STATIC_DIR / "index.html",
                             headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.ico", media_type="image/x-icon")
+
+    @app.get("/model-card", include_in_schema=False)
+    async def model_card() -> HTMLResponse:
+        """The run's MODEL_CARD.md as a plain page (the Markdown text, escaped)."""
+        text = await run_in_threadpool(model_card_text, run_dir)
+        headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
+        if text is None:
+            message = (f"The model run \u201c{info.run_name}\u201d has no model card: its "
+                       f"folder has no {MODEL_CARD}. The model is for research, not diagnosis.")
+            return HTMLResponse(_text_page("No model card", message, pre=False),
+                                status_code=404, headers=headers)
+        return HTMLResponse(_text_page(f"Model card \u00b7 {info.run_name}", text, pre=True),
+                            headers=headers)
+
     @app.post("/api/segment", response_model=SegmentOut, responses=_ERRORS,
               openapi_extra=_multipart({"file": "the slice"}, ["file"]))
     async def segment(request: Request) -> SegmentOut:
@@ -224,6 +270,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
                                    "'prediction' (a predicted mask) along with 'truth'")
         truth_upload = uploads["truth"]
         truth = await run_in_threadpool(decode_mask, truth_upload)
+        x = None
         if "image" in uploads:
             other = uploads["image"]
             x = await run_in_threadpool(decode_image, other)
@@ -233,11 +280,21 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
             other = uploads["prediction"]
             pred = await run_in_threadpool(decode_mask, other)
             _check_same_size(truth, truth_upload, pred, other)
-        return DiceOut(dice=float(dice_per_image(truth, pred)[0]),
-                       iou=float(iou_per_image(truth, pred)[0]),
-                       truth_area_px=int(truth.sum()), predicted_area_px=int(pred.sum()),
-                       width=truth.shape[1], height=truth.shape[0],
-                       compared="image" if "image" in uploads else "prediction")
+
+        def score() -> DiceOut:
+            t, p = truth > 0, pred > 0
+            return DiceOut(dice=float(dice_per_image(truth, pred)[0]),
+                           iou=float(iou_per_image(truth, pred)[0]),
+                           truth_area_px=int(t.sum()), predicted_area_px=int(p.sum()),
+                           width=truth.shape[1], height=truth.shape[0],
+                           compared="image" if x is not None else "prediction",
+                           true_positive_px=int((t & p).sum()),
+                           false_positive_px=int((p & ~t).sum()),
+                           false_negative_px=int((t & ~p).sum()),
+                           agreement=None if x is None else
+                           png_data_url(agreement_overlay(x, truth, pred)))
+
+        return await run_in_threadpool(score)
 
     @app.get("/api/health", response_model=HealthOut)
     async def health() -> HealthOut:
@@ -251,6 +308,35 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def agreement_overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The slice ``(H, W[, C])`` in [0, 1] with the true positives, false positives and false
+    negatives of ``pred`` against ``truth`` (both ``(H, W)``, nonzero = tumor) tinted in the
+    :data:`AGREEMENT_RGB` colours (blended, ``AGREEMENT_ALPHA``); uint8 RGB ``(H, W, 3)``.
+    Pixels that are tumor in neither keep the slice's grey."""
+    base = to_uint8(image)
+    if base.ndim == 2:
+        base = np.repeat(base[..., None], 3, axis=-1)
+    out = base.astype(np.float32)
+    t, p = np.asarray(truth) > 0, np.asarray(pred) > 0
+    for name, where in (("true_positive", t & p), ("false_positive", p & ~t),
+                        ("false_negative", t & ~p)):
+        colour = np.asarray(AGREEMENT_RGB[name], np.float32)
+        out[where] = (1 - AGREEMENT_ALPHA) * out[where] + AGREEMENT_ALPHA * colour
+    return np.clip(out.round(), 0, 255).astype(np.uint8)
+
+
+def _text_page(title: str, text: str, *, pre: bool) -> str:
+    """A plain local page (the app's style sheet) showing ``text`` escaped."""
+    body = (f"<pre class=\"card-text\">{html.escape(text)}</pre>" if pre
+            else f"<p class=\"error\" role=\"alert\">{html.escape(text)}</p>")
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title>"
+            "<link rel=\"icon\" href=\"/favicon.ico\">"
+            "<link rel=\"stylesheet\" href=\"/static/style.css\"></head>"
+            f"<body><p><a href=\"/\">\u2190 Back to the segmentation page</a></p>"
+            f"<h1>{html.escape(title)}</h1>{body}</body></html>\n")
 
 
 def _check_same_size(truth: np.ndarray, truth_upload: Upload, other: np.ndarray,
