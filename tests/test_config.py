@@ -111,3 +111,48 @@ def test_non_positive_or_non_integer_spatial_dims_are_rejected(shape):
 def test_wrong_types_and_bn_ranges_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         ArchConfig(**kwargs)
+
+
+def test_train_config_recipe_fields_are_validated_by_name():
+    from unet_keras.config import TrainConfig
+
+    for kwargs, message in (
+        ({"patch_size": 100}, "patch_size"),              # not a multiple of 2**depth
+        ({"patch_size": 512}, "patch_size"),              # larger than the slices
+        ({"foreground_fraction": 1.5}, "foreground_fraction"),
+        ({"schedule": "cosine"}, "steps or time_budget"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"mixed_precision": "maybe"}, "mixed_precision"),
+        ({"ema": 1.0}, "ema"),
+        ({"time_budget": -1}, "time_budget"),
+        ({"steps": -5}, "steps"),
+        ({"augment_gamma": 0.3}, "patch"),                # patch-only augmentation
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**kwargs)
+    cfg = TrainConfig(patch_size=128, schedule="cosine", time_budget=30)
+    assert cfg.arch().input_shape == (None, None, 3)  # size-free: validates on whole slices
+    assert TrainConfig().arch().input_shape == (256, 256, 3)
+
+
+def test_legacy_boolean_mixed_precision_still_loads():
+    from unet_keras.config import TrainConfig
+
+    assert TrainConfig.from_dict({"mixed_precision": True}).mixed_precision == "on"
+    assert TrainConfig.from_dict({"mixed_precision": False}).mixed_precision == "off"
+
+
+def test_presets_apply_before_config_file_and_flags(tmp_path):
+    from unet_keras.cli.train import resolve_config
+    from unet_keras.config import PRESETS, TrainConfig
+
+    assert PRESETS["paper"] == {}  # the paper's run is the defaults
+    cfg = resolve_config(["--preset", "cpu", "--output", str(tmp_path / "r")])
+    for key, value in PRESETS["cpu"].items():
+        assert getattr(cfg, key) == value, key
+    override = tmp_path / "c.json"
+    override.write_text(json.dumps({"patch_size": 64, "base_filters": 8}))
+    cfg = resolve_config(["--preset", "cpu", "--config", str(override), "--base-filters", "16",
+                          "--output", str(tmp_path / "r")])
+    assert (cfg.patch_size, cfg.base_filters, cfg.loss) == (64, 16, "bce_dice")
+    assert resolve_config(["--output", "x"]).epochs == TrainConfig().epochs == 120

@@ -125,3 +125,70 @@ def test_file_dataset_without_cache_rereads(mat_v73_dir, tmp_path):
     with pytest.raises(tf.errors.OpError, match=r"1\.mat: cannot read"):
         for _ in ds:
             pass
+
+
+def _find_crop(image: np.ndarray, patch: np.ndarray) -> tuple[int, int] | None:
+    p = patch.shape[0]
+    for top in range(image.shape[0] - p + 1):
+        for left in range(image.shape[1] - p + 1):
+            if np.array_equal(image[top:top + p, left:left + p], patch):
+                return top, left
+    return None
+
+
+def test_sample_patch_is_an_aligned_crop_that_holds_tumour_when_asked():
+    from unet_keras.data.pipeline import sample_patch
+
+    rng = np.random.default_rng(0)
+    image = rng.random((48, 40, 2)).astype(np.float32)
+    mask = np.zeros((48, 40, 1), np.float32)
+    mask[30:33, 5:8] = 1  # a 3x3 tumour near a corner
+    for s in range(20):
+        im, mk = sample_patch(tf.constant(image), tf.constant(mask),
+                              tf.constant([s, 7], tf.int64), 16, foreground_fraction=1.0)
+        im, mk = im.numpy(), mk.numpy()
+        assert im.shape == (16, 16, 2) and mk.shape == (16, 16, 1)
+        top, left = _find_crop(image, im)
+        np.testing.assert_array_equal(mk, mask[top:top + 16, left:left + 16])  # aligned
+        assert mk.sum() > 0  # always holds a tumour pixel
+    never = [sample_patch(tf.constant(image), tf.constant(mask), tf.constant([s, 1], tf.int64),
+                          16, foreground_fraction=0.0)[1].numpy().sum() > 0 for s in range(60)]
+    # uniform placement: P(patch holds the tumour) is small (about 12/25 * 14/33 ~ 0.2)
+    assert 0 < sum(never) < 30
+    # an empty mask with foreground_fraction 1 falls back to uniform placement
+    im, mk = sample_patch(tf.constant(image), tf.constant(np.zeros_like(mask)),
+                          tf.constant([3, 3], tf.int64), 16, foreground_fraction=1.0)
+    assert _find_crop(image, im.numpy()) is not None and mk.numpy().sum() == 0
+
+
+def test_sample_patch_scale_zooms_and_keeps_the_mask_binary():
+    from unet_keras.data.pipeline import sample_patch
+
+    image, mask = _threshold_pair(5, 96)
+    for s in range(10):
+        im, mk = sample_patch(tf.constant(image), tf.constant(mask),
+                              tf.constant([s, 2], tf.int64), 32, 0.5, scale=0.3)
+        assert im.shape == (32, 32, 1) and set(np.unique(mk.numpy())) <= {0.0, 1.0}
+        # the phantom rule (tumour = intensity > THRESHOLD) survives the zoom, up to edges
+        agree = np.mean((im.numpy() > THRESHOLD) == (mk.numpy() > 0.5))
+        assert agree > 0.9
+
+
+def test_patch_dataset_batches_full_augmented_patches_with_the_asked_foreground_share():
+    from unet_keras.data.pipeline import make_patch_dataset
+
+    images = np.random.default_rng(1).random((8, 64, 64, 1)).astype(np.float32)
+    masks = np.zeros((8, 64, 64, 1), np.float32)
+    masks[:, 50:54, 10:14] = 1
+    def share(fraction: float) -> float:
+        ds = make_patch_dataset(images, masks, 4, 16, fraction, augment=True, gamma=0.3,
+                                noise=0.05, seed=3)
+        found = [yb.numpy().reshape(4, -1).max(1) for _, yb in ds.take(40)]
+        for xb, _ in ds.take(2):
+            assert xb.shape == (4, 16, 16, 1) and 0 <= xb.numpy().min() <= xb.numpy().max() <= 1
+        return float(np.mean(found))
+    assert share(1.0) > 0.97  # every patch holds tumour (rotation may clip a corner pixel)
+    low = share(0.0)
+    assert low < 0.25 and share(0.5) > low + 0.25
+    with pytest.raises(ValueError, match="larger than the slices"):
+        make_patch_dataset(images, masks, 4, 128)

@@ -52,3 +52,68 @@ def test_table1_has_paper_columns_and_aggregation_across_runs(tmp_path):
     assert agg["n_runs"] == 2
     table = table1_markdown({"test": score_split(truth, pred)})
     assert "0.897±0.004" in table and f"{weak:.3f}" in table
+
+
+def test_native_resolution_scores_masks_of_different_sizes_by_hand():
+    from unet_keras.evaluation import per_image_scores
+
+    truth = [np.zeros((4, 6), np.uint8), np.zeros((8, 8), np.uint8)]
+    pred = [np.zeros((4, 6), np.uint8), np.zeros((8, 8), np.uint8)]
+    truth[0][:2, :3] = 1   # 6 px
+    pred[0][:1, :3] = 1    # 3 px inside: Dice 6/9, IoU 3/6, accuracy 21/24
+    truth[1][:, :4] = 1    # 32 px; prediction empty: Dice 0, accuracy 32/64
+    m = score_split(truth, pred, patients=["p", "p"])
+    assert m["dice"]["mean"] == pytest.approx((6 / 9 + 0) / 2)
+    assert m["iou"]["mean"] == pytest.approx((0.5 + 0) / 2)
+    assert m["accuracy"]["mean"] == pytest.approx((21 / 24 + 0.5) / 2)
+    assert m["dice_global"] == pytest.approx(2 * 3 / (38 + 3))
+    assert m["iou_global"] == pytest.approx(3 / 38)
+    assert m["dice_per_patient"]["mean"] == pytest.approx(2 * 3 / (38 + 3))
+    assert m["miss_rate"] == pytest.approx(0.5) and m["dice_median"] == pytest.approx(1 / 3)
+    # lists of one size give what the stacked arrays give
+    same = per_image_scores([t for t in masks()[0]], [p for p in masks()[1]])
+    np.testing.assert_allclose(same["dice"], per_image_scores(*masks())["dice"])
+
+
+def test_dice_by_size_bins_and_misses():
+    from unet_keras.evaluation import dice_by_size
+
+    truth = []
+    for pixels in (0, 30, 80, 150, 300, 800):  # of 10000: 0, 0.3%, 0.8%, 1.5%, 3%, 8%
+        t = np.zeros((100, 100), np.uint8)
+        t.flat[:pixels] = 1
+        truth.append(t)
+    dice = np.array([1.0, 0.05, 0.5, 0.7, 0.08, 0.9])
+    bins = dice_by_size(truth, dice)
+    assert list(bins) == ["empty", "<0.5%", "0.5-1%", "1-2%", "2-5%", ">=5%"]
+    assert [b["n"] for b in bins.values()] == [1, 1, 1, 1, 1, 1]
+    assert bins["<0.5%"] == {"n": 1, "dice": 0.05, "miss_rate": 1.0}
+    assert bins["2-5%"]["miss_rate"] == 1.0 and bins[">=5%"]["miss_rate"] == 0.0
+    assert dice_by_size(truth[:1], dice[:1])["1-2%"] == {"n": 0, "dice": None, "miss_rate": None}
+
+
+def test_choose_threshold_finds_the_best_cut_and_prefers_0_5_on_ties():
+    from unet_keras.evaluation import choose_threshold
+
+    truth = np.zeros((8, 8), np.uint8)
+    truth[2:6, 2:6] = 1
+    probs = np.where(truth == 1, 0.3, 0.1).astype(np.float32)  # tumour at 0.3, rest 0.1
+    best, curve = choose_threshold([truth], [probs])
+    assert curve["0.50"] == 0.0 and curve["0.30"] == 1.0 and curve["0.10"] == pytest.approx(
+        2 * 16 / (16 + 64))
+    assert best == pytest.approx(0.3)  # 0.15..0.30 all give 1.0; 0.30 is nearest 0.5
+    flat, _ = choose_threshold([truth], [np.where(truth == 1, 0.9, 0.0).astype(np.float32)])
+    assert flat == 0.5
+
+
+def test_to_native_resizes_probabilities_back_to_each_slice():
+    from unet_keras.data.records import make_slice
+    from unet_keras.evaluation import to_native
+
+    slices = [make_slice(np.zeros((64, 48)), np.zeros((64, 48)), "a", None, None, "a"),
+              make_slice(np.zeros((32, 32)), np.zeros((32, 32)), "b", None, None, "b")]
+    probs = np.zeros((2, 32, 32), np.float32)
+    probs[0, :16] = 1.0  # top half
+    out = to_native(probs, slices)
+    assert out[0].shape == (64, 48) and out[1].shape == (32, 32)
+    assert out[0][:30].min() == 1.0 and out[0][34:].max() == 0.0

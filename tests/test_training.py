@@ -96,20 +96,34 @@ def test_evaluate_cli_outputs_recompute_from_saved_masks(trained_run: Path):
         assert is_png(trained_run / f"dice_hist_{split}.png")
     # Recompute test Dice from the saved mask PNGs and the truth, by hand.
     from unet_keras.data import read_dataset
-    from unet_keras.data.preprocess import preprocess_mask
 
     slices = {s.id: s for s in read_dataset(REPO / "data" / "sample")}
     dices = []
     test_ids = json.loads((trained_run / "split.json").read_text())["splits"]["test"]["ids"]
     for sid in test_ids:
         pred = cv2.imread(str(trained_run / "masks" / "test" / f"{sid}.png"), 0) > 127
-        truth = preprocess_mask(slices[sid].mask, 32)[..., 0] > 0.5
+        truth = slices[sid].mask > 0  # scored at the slice's own size by default
+        assert pred.shape == truth.shape
         denom = pred.sum() + truth.sum()
         dices.append(1.0 if denom == 0 else 2 * (pred & truth).sum() / denom)
     assert metrics["test"]["n_images"] == len(test_ids)
     np.testing.assert_allclose(metrics["test"]["dice"]["mean"], np.mean(dices), atol=1e-9)
     np.testing.assert_allclose(metrics["test"]["dice"]["std"], np.std(dices), atol=1e-9)
-    assert "Paper Dice" in (trained_run / "table1.md").read_text()
+    table = (trained_run / "table1.md").read_text()
+    assert "Paper Dice" in table and "native resolution" in table and "tumour size" in table
+    assert f"wrote {trained_run}" in proc.stdout
+    for split in metrics:
+        assert is_png(trained_run / f"dice_by_size_{split}.png")
+    # the threshold chosen on the validation split at the end of training is the one used
+    chosen = json.loads((trained_run / "threshold.json").read_text())["threshold"]
+    assert metrics["test"]["threshold"] == chosen
+    # --resolution model scores at the model's 32x32 working size
+    out = trained_run / "at-model-size"
+    proc = run_cli("evaluate.py", str(trained_run), "--resolution", "model", "--save-masks",
+                   "--threshold", "0.5", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert cv2.imread(str(out / "masks" / "test" / f"{test_ids[0]}.png"), 0).shape == (32, 32)
+    assert json.loads((out / "metrics.json").read_text())["test"]["resolution"] == "model"
 
 
 def test_resume_after_sigkill_continues_without_gaps_or_duplicates(tmp_path: Path):

@@ -126,14 +126,14 @@ PRECISION_MODES = ("off", "on", "auto")
 
 #: Named recipes: changes to the TrainConfig defaults, applied before ``--config`` and flags.
 #: ``paper`` is the paper's protocol (the defaults); ``cpu`` is the recipe of the bundled model
-#: (patches with foreground oversampling, warm-up + cosine over a 100-minute budget, weight
-#: EMA, the faster numeric mode of the machine at hand); see REPRODUCE.md.
+#: (patches with foreground oversampling, warm-up + cosine over a 100-minute budget, the
+#: faster numeric mode of the machine at hand); see REPRODUCE.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": {
         "image_size": 256, "base_filters": 32, "patch_size": 128, "foreground_fraction": 0.33,
         "batch_size": 16, "loss": "bce_dice", "lr": 1e-3, "schedule": "cosine",
-        "warmup": 0.03, "time_budget": 100.0, "epochs": 1000, "ema": 0.999,
+        "warmup": 0.03, "time_budget": 100.0, "epochs": 1000,
         "mixed_precision": "auto", "augment_scale": 0.15, "augment_gamma": 0.3,
         "augment_noise": 0.03,
     },

@@ -18,19 +18,22 @@ folds): mean ± std across runs of each run's per-image mean, which is what the 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 
 from unet_keras import data as data_lib
 from unet_keras.atomic import write_text_atomic
 from unet_keras.config import TrainConfig
-from unet_keras.inference import load_model, predict_batch
+from unet_keras.data.preprocess import preprocess_image
+from unet_keras.inference import decision_threshold, load_model, model_meta, predict_batch
 from unet_keras.metrics import (
     accuracy_per_image,
     dice_global,
@@ -38,7 +41,9 @@ from unet_keras.metrics import (
     iou_global,
     iou_per_image,
 )
-from unet_keras.postprocess import PostProcess, cumulative_steps
+from unet_keras.model import arch_config_of
+from unet_keras.model_meta import ModelMeta, write_model_meta
+from unet_keras.postprocess import cumulative_steps
 from unet_keras.predict import write_png
 
 #: The paper's Table 1 (Dice, IoU, accuracy as (mean, std)).
@@ -49,77 +54,180 @@ PAPER_TABLE1 = {
 }
 
 
+#: How slices are scored: ``native`` = probabilities resized back to each slice's own size and
+#: compared with its original mask (what a user of ``unet-predict`` or the page sees);
+#: ``model`` = at the model's working resolution, against the resized mask.
+RESOLUTIONS = ("native", "model")
+
+#: Tumour-size bins: share of the slice's pixels (at its own size) that are tumour.
+SIZE_BINS = (("<0.5%", 0.0, 0.005), ("0.5-1%", 0.005, 0.01), ("1-2%", 0.01, 0.02),
+             ("2-5%", 0.02, 0.05), (">=5%", 0.05, 1.01))
+#: A slice with Dice below this counts as a miss.
+MISS_DICE = 0.1
+#: Thresholds tried when choosing the decision threshold on the validation split.
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
+
+
 def _mean_std(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()), "std": float(values.std())}
 
 
-def per_image_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """``{"dice", "iou", "accuracy"}``, each ``(N,)``, for binary ``(N, H, W)`` masks."""
-    return {"dice": dice_per_image(truth, pred), "iou": iou_per_image(truth, pred),
-            "accuracy": accuracy_per_image(truth, pred)}
+def _stack(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Masks of one size -> ``(N, H, W)``; masks of several sizes -> ``(1, 1, total)`` (their
+    pixels side by side), which pooled sums treat the same way."""
+    if len({np.shape(m) for m in masks}) == 1:
+        return np.stack(masks)
+    return np.concatenate([np.ravel(m) for m in masks])[None, None]
 
 
-def score_split(truth: np.ndarray, pred: np.ndarray,
+def per_image_scores(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+    """``{"dice", "iou", "accuracy"}``, each ``(N,)``, for binary masks: ``(N, H, W)`` arrays
+    or lists of ``(H_i, W_i)`` masks of any sizes (each pair of one size)."""
+    if isinstance(truth, np.ndarray) and isinstance(pred, np.ndarray):
+        return {"dice": dice_per_image(truth, pred), "iou": iou_per_image(truth, pred),
+                "accuracy": accuracy_per_image(truth, pred)}
+    scores = [per_image_scores(np.asarray(t)[None], np.asarray(p)[None])
+              for t, p in zip(truth, pred, strict=True)]
+    return {key: np.array([s[key][0] for s in scores]) for key in ("dice", "iou", "accuracy")}
+
+
+def score_split(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray],
                 patients: Sequence[str | None] | None = None,
                 per_image: dict[str, np.ndarray] | None = None) -> dict:
-    """Table-1 numbers for one split. ``truth``/``pred``: binary ``(N, H, W)``;
-    ``per_image``: :func:`per_image_scores` of them when already computed."""
+    """Table-1 numbers for one split. ``truth``/``pred``: binary ``(N, H, W)`` or lists of
+    masks of any sizes; ``per_image``: :func:`per_image_scores` of them when computed."""
     per_image = per_image if per_image is not None else per_image_scores(truth, pred)
+    t_all, p_all = _stack(list(truth)), _stack(list(pred))
     result = {
         **{key: _mean_std(values) for key, values in per_image.items()},
-        "dice_global": dice_global(truth, pred),
-        "iou_global": iou_global(truth, pred),
+        "dice_median": float(np.median(per_image["dice"])),
+        "miss_rate": float(np.mean(per_image["dice"] < MISS_DICE)),
+        "dice_global": dice_global(t_all, p_all),
+        "iou_global": iou_global(t_all, p_all),
         "n_images": int(len(truth)),
     }
     if patients is not None and all(p is not None for p in patients):
         per_patient = []
         for pid in sorted(set(patients)):
             idx = [i for i, p in enumerate(patients) if p == pid]
-            per_patient.append(dice_global(truth[idx], pred[idx]))
+            per_patient.append(dice_global(_stack([truth[i] for i in idx]),
+                                           _stack([pred[i] for i in idx])))
         result["dice_per_patient"] = {**_mean_std(per_patient), "n_patients": len(per_patient)}
     return result
 
 
-def evaluate_split(model: keras.Model, images: np.ndarray, masks: np.ndarray,
-                   patients: Sequence[str | None] | None = None, tta: bool = False,
-                   min_size: int = 64) -> tuple[dict, dict[str, np.ndarray], np.ndarray,
-                                                np.ndarray]:
+def tumour_share(truth: Sequence[np.ndarray]) -> np.ndarray:
+    """Share of each mask's pixels that are tumour, ``(N,)``."""
+    return np.array([float(np.mean(np.asarray(t) > 0)) for t in truth])
+
+
+def dice_by_size(truth: Sequence[np.ndarray], dice: np.ndarray) -> dict[str, dict]:
+    """Per-image Dice (mean, n, share of misses: Dice < ``MISS_DICE``) in each tumour-size bin
+    (:data:`SIZE_BINS`) and for empty truth masks."""
+    share = tumour_share(truth)
+    bins = {"empty": share == 0}
+    for name, low, high in SIZE_BINS:
+        bins[name] = (share > 0) & (share >= low) & (share < high)
+    out = {}
+    for name, chosen in bins.items():
+        d = np.asarray(dice)[chosen]
+        out[name] = {"n": int(chosen.sum()),
+                     "dice": float(d.mean()) if len(d) else None,
+                     "miss_rate": float(np.mean(d < MISS_DICE)) if len(d) else None}
+    return out
+
+
+def working_size(model: keras.Model, fallback: int) -> int:
+    """The side slices are resized to before the forward pass: the model file's
+    ``image_size``, else its fixed input size, else ``fallback``."""
+    meta = model_meta(model)
+    if meta is not None and meta.image_size:
+        return int(meta.image_size)
+    h = model.input_shape[1]
+    return int(h) if h is not None else int(fallback)
+
+
+def to_native(probs: np.ndarray, slices: Sequence[data_lib.Slice]) -> list[np.ndarray]:
+    """Probabilities at the working size -> each slice's own ``(H, W)`` (bilinear)."""
+    out = []
+    for p, s in zip(probs, slices, strict=True):
+        h, w = s.mask.shape
+        out.append(p if p.shape == (h, w)
+                   else cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR))
+    return out
+
+
+def split_probabilities(model: keras.Model, slices: Sequence[data_lib.Slice],
+                        images: np.ndarray, masks: np.ndarray, resolution: str = "native",
+                        tta: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(truths, probs)``: binary truth masks and tumour probabilities of a split, at each
+    slice's own size (``native``) or at the working size of ``images`` (``model``)."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    probs = predict_batch(model, images, tta=tta)
+    if resolution == "model":
+        return list((masks[..., 0] >= 0.5).astype(np.uint8)), list(probs)
+    return [s.mask for s in slices], to_native(probs, slices)
+
+
+def choose_threshold(truths: Sequence[np.ndarray], probs: Sequence[np.ndarray],
+                     thresholds: Sequence[float] = THRESHOLDS) -> tuple[float, dict[str, float]]:
+    """The threshold of the highest mean per-image Dice (ties: the one nearest 0.5), and the
+    mean Dice at each threshold tried."""
+    curve = {f"{t:.2f}": float(per_image_scores(
+        truths, [(p >= t).astype(np.uint8) for p in probs])["dice"].mean()) for t in thresholds}
+    best = max(thresholds, key=lambda t: (curve[f"{t:.2f}"], -abs(t - 0.5)))
+    return float(best), curve
+
+
+def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images: np.ndarray,
+                   masks: np.ndarray, threshold: float = 0.5, resolution: str = "native",
+                   tta: bool = False, min_size: int = 64) -> tuple[dict, dict, list, list]:
     """Score one split with and without post-processing.
 
-    Returns ``(metrics, per_image, truth, pred)``: ``metrics`` has the Table-1 numbers of the
-    plain 0.5 threshold plus ``"postprocess"``, Dice (per-image mean and pooled) after each
-    cumulative post-processing step; ``per_image`` is :func:`per_image_scores` of the plain
-    threshold; ``truth`` and ``pred`` are the binary ``(N, H, W)`` uint8 masks.
+    Returns ``(metrics, per_image, truth, pred)``: ``metrics`` has the Table-1 numbers at
+    ``threshold`` (per image, pooled, per patient, median, share of misses), Dice by tumour
+    size, the same numbers' Dice at 0.5 when ``threshold`` differs, and ``"postprocess"``:
+    Dice (per-image mean and pooled) after each cumulative post-processing step;
+    ``per_image`` is :func:`per_image_scores`; ``truth`` and ``pred`` the binary masks.
     """
-    truth = (masks[..., 0] >= 0.5).astype(np.uint8)
-    probs = predict_batch(model, images, tta=tta)
-    pred = PostProcess().apply(probs)
+    truth, probs = split_probabilities(model, slices, images, masks, resolution, tta)
+    pred = [(p >= threshold).astype(np.uint8) for p in probs]
     per_image = per_image_scores(truth, pred)
-    metrics = score_split(truth, pred, patients, per_image)
+    metrics = score_split(truth, pred, [s.patient_id for s in slices], per_image)
+    metrics["by_size"] = dice_by_size(truth, per_image["dice"])
+    metrics["threshold"] = threshold
+    if threshold != 0.5:
+        at_half = [(p >= 0.5).astype(np.uint8) for p in probs]
+        metrics["at_0.5"] = {"dice": float(per_image_scores(truth, at_half)["dice"].mean()),
+                             "dice_global": dice_global(_stack(truth), _stack(at_half))}
     metrics["postprocess"] = {}
     for name, step in cumulative_steps(min_size).items():
-        refined = pred if step == PostProcess() else step.apply(probs)
-        metrics["postprocess"][name] = {"dice": float(dice_per_image(truth, refined).mean()),
-                                        "dice_global": dice_global(truth, refined)}
+        step = dataclasses.replace(step, threshold=threshold)
+        refined = pred if name == "threshold" else [step(p) for p in probs]
+        metrics["postprocess"][name] = {
+            "dice": float(per_image_scores(truth, refined)["dice"].mean()),
+            "dice_global": dice_global(_stack(truth), _stack(refined))}
     metrics["tta"] = tta
+    metrics["resolution"] = resolution
     return metrics, per_image, truth, pred
-
-
-def _model_size(model: keras.Model, fallback: int) -> tuple[int, int]:
-    _, h, _, c = model.input_shape
-    return (h if h is not None else fallback), c
 
 
 def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
              data: str | None = None, format: str = "auto", output: str | os.PathLike | None = None,
              tta: bool = False, image_size: int = 256, save_masks: bool = False,
-             min_size: int = 64, log=print) -> dict:
+             min_size: int = 64, resolution: str = "native", threshold: float | None = None,
+             log=print) -> dict:
     """Evaluate a run (its config and split) or a model on a data folder (split ``all``).
 
-    Writes into ``output`` (default: the run dir, or ``<model dir>/eval``): ``metrics.json``,
-    ``table1.md``, ``per_image.csv``, ``examples_<split>.png`` (best, median, worst),
-    ``dice_hist_<split>.png`` and, with ``save_masks``, ``masks/<split>/<id>.png`` (0/255 at
+    Slices are scored at ``resolution`` (:data:`RESOLUTIONS`; default ``native``: each at its
+    own size) with the decision ``threshold`` (default: the one stored in the model file, see
+    :mod:`unet_keras.model_meta`, else 0.5). Writes into ``output`` (default: the run dir, or
+    ``<model dir>/eval``): ``metrics.json``, ``table1.md``, ``per_image.csv``,
+    ``examples_<split>.png`` (best, median, worst), ``dice_hist_<split>.png``,
+    ``dice_by_size_<split>.png`` and, with ``save_masks``, ``masks/<split>/<id>.png`` (0/255 at
     the evaluated resolution). Returns the metrics dict.
     """
     from unet_keras import viz
@@ -140,43 +248,98 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         if model_path is None or data is None:
             raise ValueError("give a run directory, or both --model and --data")
         model = load_model(Path(model_path))
-        size, channels = _model_size(model, image_size)
+        channels = model.input_shape[-1]
+        size = working_size(model, image_size)
         slices = data_lib.read_dataset(data, format=format)
         split = {"all": list(range(len(slices)))}
         arrays = {"all": data_lib.load_arrays(slices, size, channels)}
         output = Path(output) if output else Path(model_path).parent / "eval"
+    if threshold is None:
+        threshold = decision_threshold(model)
     output.mkdir(parents=True, exist_ok=True)
 
     results, rows = {}, []
     for name, (images, masks) in arrays.items():
         chosen = [slices[i] for i in split[name]]
-        patients = [s.patient_id for s in chosen]
-        metrics, per_image, truth, pred = evaluate_split(model, images, masks, patients, tta,
-                                                         min_size)
+        metrics, per_image, truth, pred = evaluate_split(
+            model, chosen, images, masks, threshold, resolution, tta, min_size)
         results[name] = metrics
         dice = per_image["dice"]
-        for s, d, i, a in zip(chosen, dice, per_image["iou"], per_image["accuracy"],
-                              strict=True):
+        share = tumour_share(truth)
+        for s, d, i, a, f in zip(chosen, dice, per_image["iou"], per_image["accuracy"], share,
+                                 strict=True):
             rows.append({"split": name, "id": s.id, "patient_id": s.patient_id or "",
-                         "dice": f"{d:.6f}", "iou": f"{i:.6f}", "accuracy": f"{a:.6f}"})
+                         "dice": f"{d:.6f}", "iou": f"{i:.6f}", "accuracy": f"{a:.6f}",
+                         "tumour_share": f"{f:.6f}"})
         order = np.argsort(dice)
         picks = [order[-1], order[len(order) // 2], order[0]]
-        viz.plot_examples(images[picks], truth[picks], pred[picks],
+        shown = (images[picks] if resolution == "model"
+                 else [preprocess_image(chosen[i].image, None, 1) for i in picks])
+        viz.plot_examples(shown, [truth[i] for i in picks], [pred[i] for i in picks],
                           [f"{label} {chosen[i].id} Dice {dice[i]:.3f}"
                            for label, i in zip(("best", "median", "worst"), picks, strict=True)],
                           output / f"examples_{name}.png")
         viz.plot_dice_histogram(dice, output / f"dice_hist_{name}.png", title=f"{name} split")
+        viz.plot_dice_by_size(metrics["by_size"], output / f"dice_by_size_{name}.png",
+                              title=f"{name} split")
         if save_masks:
             for s, m in zip(chosen, pred, strict=True):
                 write_png(output / "masks" / name / f"{s.id}.png", m * 255)
-        log(f"{name}: {len(truth)} images, Dice {metrics['dice']['mean']:.4f}"
-            f"±{metrics['dice']['std']:.4f} (pooled {metrics['dice_global']:.4f}), IoU "
-            f"{metrics['iou']['mean']:.4f}, accuracy {metrics['accuracy']['mean']:.4f}")
+        log(f"{name}: {len(truth)} images at {resolution} resolution, threshold "
+            f"{threshold:.2f}: Dice {metrics['dice']['mean']:.4f}±{metrics['dice']['std']:.4f} "
+            f"(median {metrics['dice_median']:.4f}, pooled {metrics['dice_global']:.4f}, misses "
+            f"{100 * metrics['miss_rate']:.1f}%), IoU {metrics['iou']['mean']:.4f}, accuracy "
+            f"{metrics['accuracy']['mean']:.4f}")
 
     write_text_atomic(output / "metrics.json", json.dumps(results, indent=2))
-    write_text_atomic(output / "table1.md", table1_markdown(results))
+    table = table1_markdown(results)
+    write_text_atomic(output / "table1.md", table)
     _write_csv(output / "per_image.csv", rows)
+    log("\n" + table)
+    figures = [f"{kind}_{name}.png" for name in results
+               for kind in ("examples", "dice_hist", "dice_by_size")]
+    log(f"wrote {output}/: metrics.json, table1.md, per_image.csv, " + ", ".join(figures)
+        + (", masks/" if save_masks else ""))
     return results
+
+
+def calibrate_threshold(model_path: str | os.PathLike, slices: Sequence[data_lib.Slice],
+                        images: np.ndarray, masks: np.ndarray, image_size: int | None = None,
+                        log=print) -> tuple[float, dict[str, float]]:
+    """Choose the decision threshold on validation slices (mean per-image Dice at each slice's
+    own size, :func:`choose_threshold`) and store it in the model file's metadata; the curve
+    goes to ``threshold.json`` beside the model file.
+
+    ``images``/``masks`` are the slices preprocessed at the model's working size
+    (``image_size``, recorded too when the file has no metadata yet). Returns the threshold and
+    the mean Dice at each threshold tried.
+    """
+    model = load_model(model_path)
+    truths, probs = split_probabilities(model, slices, images, masks, resolution="native")
+    threshold, curve = choose_threshold(truths, probs)
+    meta = model_meta(model) or ModelMeta(arch=arch_config_of(model).to_dict(),
+                                                    image_size=image_size)
+    write_model_meta(model_path, meta.replace(
+        threshold=threshold, threshold_source=f"validation split ({len(slices)} slices): best "
+        "mean per-image Dice at native resolution"))
+    write_text_atomic(Path(model_path).parent / "threshold.json", json.dumps(
+        {"threshold": threshold, "val_dice_by_threshold": curve}, indent=2))
+    log(f"threshold {threshold:.2f} (val per-image Dice {curve[f'{threshold:.2f}']:.4f}; at "
+        f"0.50: {curve['0.50']:.4f}) stored in {model_path}")
+    return threshold, curve
+
+
+def calibrate_run(run_dir: str | os.PathLike, log=print) -> float:
+    """:func:`calibrate_threshold` of a run's ``model.keras`` on its validation split."""
+    run_dir = Path(run_dir)
+    record = json.loads(_read(run_dir / "config.json"))
+    cfg = TrainConfig.from_dict({**record["train"], "resume": False,
+                                 "data": record.get("data_source") or record["train"]["data"]})
+    slices, split, arrays = _run_split(cfg, run_dir)
+    threshold, _ = calibrate_threshold(run_dir / "model.keras",
+                                       [slices[i] for i in split["val"]], *arrays["val"],
+                                       image_size=cfg.image_size, log=log)
+    return threshold
 
 
 def _run_split(cfg: TrainConfig, run_dir: Path):
@@ -207,24 +370,60 @@ def _fmt(ms: dict | tuple | None) -> str:
     return f"{mean:.3f}±{std:.3f}"
 
 
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(share: float | None, digits: int = 0) -> str:
+    return "–" if share is None else f"{100 * share:.{digits}f}%"
+
+
 def table1_markdown(results: dict, title: str = "Table 1") -> str:
-    """Markdown table laid out like the paper's, with its numbers in adjacent columns."""
+    """Markdown laid out like the paper's Table 1, its numbers in adjacent columns; then, when
+    the results have them, Dice by tumour size and the post-processing steps."""
+    first = next(iter(results.values()), {})
+    how = ""
+    if "resolution" in first:
+        how = (f" Scored at {first['resolution']} resolution"
+               + (" (each slice at its own size)" if first["resolution"] == "native" else "")
+               + f", threshold {first.get('threshold', 0.5):.2f}"
+               + (", flip TTA" if first.get("tta") else "") + ".")
     lines = [
-        f"## {title}: Dice, IoU and accuracy (per-image mean±std; pooled Dice in brackets)",
+        f"## {title}: Dice, IoU and accuracy",
         "",
-        "| Dataset | Dice | IoU | Accuracy | Dice (pooled) | Paper Dice | Paper IoU "
-        "| Paper Accuracy |",
-        "|---|---|---|---|---|---|---|---|",
+        "Per-image mean±std; pooled = sums over the split (what the paper reports)." + how,
+        "",
+        "| Dataset | Dice | IoU | Accuracy | Dice (pooled) | Dice median | misses (Dice<0.1) "
+        "| Paper Dice | Paper IoU | Paper Accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for split, m in results.items():
         paper = PAPER_TABLE1.get(split, {})
         pooled = m.get("dice_global")
         pooled_s = f"{pooled:.3f}" if isinstance(pooled, float) else _fmt(pooled)
+        miss = m.get("miss_rate")
         lines.append(
             f"| {split} (n={m.get('n_images', '?')}) | {_fmt(m['dice'])} | {_fmt(m['iou'])} "
-            f"| {_fmt(m['accuracy'])} | {pooled_s} | {_fmt(paper.get('dice'))} "
+            f"| {_fmt(m['accuracy'])} | {pooled_s} | {_num(m.get('dice_median'))} "
+            f"| {_pct(miss, 1)} | {_fmt(paper.get('dice'))} "
             f"| {_fmt(paper.get('iou'))} | {_fmt(paper.get('accuracy'))} |"
         )
+    if any("by_size" in m for m in results.values()):
+        lines += ["", "### Dice by tumour size (share of the slice)", "",
+                  "| Dataset | " + " | ".join(first["by_size"]) + " |",
+                  "|---|" + "---|" * len(first["by_size"])]
+        for split, m in results.items():
+            cells = [f"{_num(b['dice'])} (n={b['n']}, misses {_pct(b['miss_rate'])})"
+                     for b in m["by_size"].values()]
+            lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    if any("postprocess" in m for m in results.values()):
+        lines += ["", "### Post-processing (cumulative steps): per-image Dice (pooled)", "",
+                  "| Dataset | " + " | ".join(first["postprocess"]) + " |",
+                  "|---|" + "---|" * len(first["postprocess"])]
+        for split, m in results.items():
+            cells = [f"{v['dice']:.3f} ({v['dice_global']:.3f})"
+                     for v in m["postprocess"].values()]
+            lines.append(f"| {split} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
 

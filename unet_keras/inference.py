@@ -21,6 +21,7 @@ import numpy as np
 
 from unet_keras.batchnorm import fold_batchnorm
 from unet_keras.model import arch_config_of, build_unet
+from unet_keras.model_meta import DEFAULT_THRESHOLD, ModelMeta, read_model_meta
 
 #: The bundled trained model (``saved_models/sample``), used when no model is given.
 BUNDLED_RUN = Path(__file__).resolve().parent.parent / "saved_models" / "sample"
@@ -30,7 +31,10 @@ BUNDLED_MODEL = BUNDLED_RUN / "model.keras"
 def load_model(path: str | Path | None = None) -> keras.Model:
     """Load a ``.keras`` model, or ``model.keras`` of a run directory; default: the bundled one.
 
-    Raises ``FileNotFoundError``/``ValueError`` naming the path on a missing or unreadable file.
+    What the file says about its use (:class:`~unet_keras.model_meta.ModelMeta`: working size,
+    decision threshold) is attached as ``model.unet_meta`` (``None`` for older files); read it
+    with :func:`model_meta`. Raises ``FileNotFoundError``/``ValueError`` naming the path on a
+    missing or unreadable file.
     """
     path = Path(path) if path is not None else BUNDLED_MODEL
     if path.is_dir():
@@ -38,9 +42,23 @@ def load_model(path: str | Path | None = None) -> keras.Model:
     if not path.exists():
         raise FileNotFoundError(f"{path}: model file not found")
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported as bad input
         raise ValueError(f"{path}: not a loadable Keras model ({exc})") from None
+    model.unet_meta = read_model_meta(path)
+    return model
+
+
+def model_meta(model: keras.Model) -> ModelMeta | None:
+    """The :class:`~unet_keras.model_meta.ModelMeta` a model was loaded with, if any."""
+    return getattr(model, "unet_meta", None)
+
+
+def decision_threshold(model: keras.Model) -> float:
+    """The probability cut-off of ``model``'s masks: the one stored with it (chosen on its
+    validation split), else 0.5."""
+    meta = model_meta(model)
+    return float(meta.threshold) if meta is not None else DEFAULT_THRESHOLD
 
 
 #: ``precision`` argument -> Keras dtype policy. ``bfloat16`` computes in bfloat16 with float32
@@ -71,6 +89,7 @@ def inference_model(model: keras.Model, precision: str = "float32", jit_compile:
         keras.mixed_precision.set_global_policy(previous)
     fold_batchnorm(model, fast)
     fast.compile(jit_compile=jit_compile)
+    fast.unet_meta = model_meta(model)
     return fast
 
 
@@ -139,8 +158,15 @@ def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4,
 
     Returns:
         float32 probabilities in [0, 1]: ``(H, W)`` for a single image, ``(N, H, W)`` for a batch.
+
+    A size-free model whose file stores a working size (a model trained on patches of slices
+    of that size, see :mod:`unet_keras.model_meta`) gets the slice resized to it, like a
+    fixed-size model; other size-free models get it padded.
     """
     _, in_h, in_w, channels = model.input_shape
+    meta = model_meta(model)
+    if in_h is None and meta is not None and meta.image_size:
+        in_h = in_w = int(meta.image_size)
     single = np.asarray(image).ndim in (2, 3)
     x = _as_batch(image, channels)
     n, h, w, _ = x.shape

@@ -365,9 +365,9 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
     log(f"data: {data_path}" + ("" if cfg.data else " (the bundled sample; pass --data for yours)"))
     export = tfrecord.open_export(data_path) if tfrecord.is_export(data_path) else None
     if export is None:
-        _, split, arrays = load_split_data(cfg, run_dir)
+        slices, split, arrays = load_split_data(cfg, run_dir)
     else:
-        split, arrays = _export_split(export, cfg, run_dir), None
+        slices, split, arrays = None, _export_split(export, cfg, run_dir), None
     log("split: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()) + " slices")
     if not split.get("train") or not split.get("val"):
         raise data_lib.DataError(f"{data_path}: too few slices for a train and a val split")
@@ -446,6 +446,8 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
     if best_weights.exists():
         model.load_weights(best_weights)
     best = export_float32(model, arch, run_dir / "model.keras", meta)
+    if slices is not None:
+        _choose_threshold(run_dir, [slices[i] for i in split["val"]], arrays["val"], cfg, log)
     _export_torch(best, run_dir / "model.pt", log)
     from unet_keras import viz  # matplotlib only when a run finishes
 
@@ -454,6 +456,16 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
                       _summary(cfg, data_path, split, best_row, len(history), elapsed))
     log(f"best epoch {best_row['epoch'] + 1}: val Dice {best_row[MONITOR]:.4f}; run in {run_dir}")
     return RunResult(run_dir, history, int(best_row["epoch"]), float(best_row[MONITOR]))
+
+
+def _choose_threshold(run_dir: Path, val_slices: list, val_arrays: tuple, cfg: TrainConfig,
+                      log) -> None:
+    """The decision threshold of ``model.keras``, chosen on the validation split
+    (:func:`unet_keras.evaluation.calibrate_threshold`, which writes ``threshold.json``)."""
+    from unet_keras.evaluation import calibrate_threshold
+
+    calibrate_threshold(run_dir / "model.keras", val_slices, *val_arrays,
+                        image_size=cfg.image_size, log=log)
 
 
 def _init_model(cfg: TrainConfig, arch: ArchConfig) -> keras.Model | None:

@@ -98,3 +98,21 @@ def plot_dice_histogram(dice: np.ndarray, path: str | os.PathLike, title: str = 
     ax.set_title(title)
     ax.legend()
     _save(fig, path)
+
+
+def plot_dice_by_size(by_size: dict[str, dict], path: str | os.PathLike, title: str = "") -> None:
+    """Bars of mean per-image Dice per tumour-size bin (``n`` and miss share on each bar), as
+    in :func:`unet_keras.evaluation.dice_by_size`; empty bins are left out."""
+    names = [k for k, v in by_size.items() if v["n"]]
+    dice = [by_size[k]["dice"] for k in names]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bars = ax.bar(names, dice, color="tab:blue")
+    for bar, k in zip(bars, names, strict=True):
+        b = by_size[k]
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02,
+                f"n={b['n']}\nmiss {100 * b['miss_rate']:.0f}%", ha="center", fontsize=8)
+    ax.set_ylim(0, 1.15)
+    ax.set_xlabel("tumour share of the slice")
+    ax.set_ylabel("mean Dice per image")
+    ax.set_title(title)
+    _save(fig, path)

@@ -10,6 +10,9 @@ from unet_keras.cli.common import cli_errors, quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
+    quiet_tensorflow()
+    from unet_keras.evaluation import RESOLUTIONS
+
     p = argparse.ArgumentParser(
         prog="evaluate.py",
         description="Per-split Dice, IoU and pixel accuracy (per image mean±std, pooled, per "
@@ -22,7 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=["auto", "figshare", "lgg", "folder"])
     p.add_argument("--output", help="where to write (default: the run dir, or <model dir>/eval)")
     p.add_argument("--image-size", type=int, default=256,
-                   help="input size for a model built with free H, W")
+                   help="working size for a size-free model whose file does not store one")
+    p.add_argument("--resolution", default="native", choices=RESOLUTIONS,
+                   help="native: probabilities resized back to each slice's own size and "
+                        "compared with its original mask (what users see); model: at the "
+                        "model's working size, against the resized mask")
+    p.add_argument("--threshold", type=float,
+                   help="decision threshold (default: the one stored with the model, chosen on "
+                        "its validation split; 0.5 for older models)")
+    p.add_argument("--choose-threshold", action="store_true",
+                   help="first choose the threshold on the run's validation split and store it "
+                        "in its model.keras (training does this for new runs)")
     p.add_argument("--tta", action="store_true", help="average over flips (test-time augm.)")
     p.add_argument("--min-size", type=int, default=64,
                    help="post-processing: drop components smaller than this (pixels)")
@@ -35,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_tensorflow()
     from unet_keras import evaluation
 
     if args.runs:
@@ -44,11 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.run is None and (args.model is None or args.data is None):
         raise ValueError("give a run directory, or both --model and --data")
-    results = evaluation.evaluate(
+    if args.choose_threshold:
+        if args.run is None:
+            raise ValueError("--choose-threshold needs a run directory (its validation split)")
+        evaluation.calibrate_run(args.run)
+    evaluation.evaluate(
         model_path=args.model, run_dir=args.run, data=args.data, format=args.format,
         output=args.output, tta=args.tta, image_size=args.image_size,
-        save_masks=args.save_masks, min_size=args.min_size)
-    print(evaluation.table1_markdown(results))
+        save_masks=args.save_masks, min_size=args.min_size, resolution=args.resolution,
+        threshold=args.threshold)
     return 0
 
 
