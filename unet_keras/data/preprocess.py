@@ -10,6 +10,10 @@
   min-max rescale of the ``int16`` image, a ``.mat`` slice and its PNG give nearly equal inputs.
 * Resize: area interpolation for images, nearest neighbour for masks (which stay 0/1).
 * Channels: the grayscale image is replicated ``channels`` times (3 for the 256x256x3 model).
+* Bad pixels: the readers refuse files with NaN or infinite pixels (naming the file and the
+  count, :func:`~unet_keras.data.records.check_image`); arrays handed in directly are refused
+  here the same way (``ValueError``), since one NaN would make the whole slice NaN and its
+  predicted mask empty. They are never replaced.
 """
 
 from __future__ import annotations
@@ -25,20 +29,34 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """``(H, W)`` or ``(H, W, C)`` of any dtype -> float32 ``(H, W)`` (C=3/4: BT.601 luma)."""
+    """``(H, W)`` or ``(H, W, 1|3|4)`` of any dtype -> float32 ``(H, W)`` (C=3/4: BT.601 luma).
+
+    Raises:
+        ValueError: any other shape (a stack of slices is not averaged into one).
+    """
     x = np.asarray(image)
     if x.ndim == 2:
         return x.astype(np.float32)
-    if x.ndim != 3:
-        raise ValueError(f"expected an image (H, W) or (H, W, C), got shape {x.shape}")
-    if x.shape[2] in (3, 4):
-        return x[..., :3].astype(np.float32) @ _LUMA
-    return x.astype(np.float32).mean(axis=2)
+    if x.ndim != 3 or x.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an image (H, W) or (H, W, C) with C = 1, 3 or 4, got shape "
+                         f"{x.shape}")
+    if x.shape[2] == 1:
+        return x[..., 0].astype(np.float32)
+    return x[..., :3].astype(np.float32) @ _LUMA
 
 
 def scale_intensity(image: np.ndarray) -> np.ndarray:
-    """Per-image min-max scaling of a float ``(H, W)`` array to [0, 1] (constant -> 0)."""
+    """Per-image min-max scaling of a float ``(H, W)`` array to [0, 1] (constant -> 0).
+
+    Raises:
+        ValueError: the image holds NaN or infinite values (their count is in the message).
+    """
     x = np.asarray(image, dtype=np.float32)
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = x.size - int(np.count_nonzero(finite))
+        raise ValueError(f"the image has {bad} non-finite pixel(s) (NaN or infinite) of "
+                         f"{x.size}; refused rather than replaced")
     lo, hi = float(x.min()), float(x.max())
     if hi <= lo:
         return np.zeros_like(x)

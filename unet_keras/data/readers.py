@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from unet_keras.data import figshare, folders, lgg
 from unet_keras.data.images import decode_raster, read_raster
-from unet_keras.data.records import DataError, Slice, binarize_mask, natural_key
+from unet_keras.data.records import DataError, Slice, binarize_mask, check_image, natural_key
 
 FORMATS = ("auto", "figshare", "lgg", "folder")
 
@@ -145,28 +145,32 @@ def read_dataset(
     return slices
 
 
-def read_image_file(path: str | Path) -> np.ndarray:
+def read_image_file(path: str | Path, max_side: int | None = None) -> np.ndarray:
     """One image of any supported type: PNG/JPEG/TIFF/BMP as stored (RGB order for colour),
-    Figshare ``.mat`` -> ``cjdata.image`` as ``(H, W)`` ``int16``.
+    Figshare ``.mat`` -> ``cjdata.image`` as ``(H, W)`` ``int16`` (its ``tumorMask`` is not
+    needed). Refused as :func:`~unet_keras.data.records.check_image` says; ``max_side``: the
+    largest accepted height/width (default :data:`~unet_keras.data.records.MAX_SIDE`), checked
+    from the header before decoding.
 
     Raises:
-        DataError: unreadable or unsupported file (message starts with the path).
+        DataError: unreadable, unsupported or bad file (message starts with the path).
     """
     if Path(path).suffix.lower() == ".mat":
-        return figshare.read_mat_file(path).image
-    return read_raster(path)
+        return figshare.read_mat_image(path, max_side)
+    return read_raster(path, max_side)
 
 
-def read_image_bytes(data: bytes, filename: str) -> np.ndarray:
+def read_image_bytes(data: bytes, filename: str, max_side: int | None = None) -> np.ndarray:
     """:func:`read_image_file` for contents held in memory (an upload); ``filename`` gives the
     type by its suffix and labels errors."""
     if Path(filename).suffix.lower() == ".mat":
-        return figshare.read_mat_bytes(data, filename).image
-    return decode_raster(data, filename)
+        return figshare.read_mat_image_bytes(data, filename, max_side)
+    return decode_raster(data, filename, max_side)
 
 
-def read_mask_bytes(data: bytes, filename: str) -> np.ndarray:
+def read_mask_bytes(data: bytes, filename: str, max_side: int | None = None) -> np.ndarray:
     """A mask held in memory -> ``(H, W)`` ``uint8`` 0/1 (``.mat``: its ``cjdata.tumorMask``)."""
     if Path(filename).suffix.lower() == ".mat":
-        return figshare.read_mat_bytes(data, filename).mask
-    return binarize_mask(decode_raster(data, filename))
+        return figshare.read_mat_bytes(data, filename, max_side).mask
+    return binarize_mask(check_image(decode_raster(data, filename, max_side), filename, "mask",
+                                     max_side))
