@@ -31,8 +31,8 @@ def test_predict_cli_writes_masks_at_input_size(tmp_path: Path, shared_data: Pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     for f in (src[1], odd):
         image = cv2.imread(str(f), 0)
-        mask = cv2.imread(str(out / f"{f.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
-        overlay = cv2.imread(str(out / f"{f.stem}_overlay.png"))
+        mask = cv2.imread(str(out / f"{f.name}_mask.png"), cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(str(out / f"{f.name}_overlay.png"))
         assert mask.shape == image.shape and overlay.shape == (*image.shape, 3)
         assert set(np.unique(mask)) <= {0, 255}
     assert proc.stdout.count("tumor px") == 2
@@ -107,4 +107,4 @@ def test_segment_files_writes_in_order_and_what_came_before_a_bad_file(tmp_path:
         list(segment_files(files, tmp_path / "out2", model_path=str(tmp_path / "tiny.keras"),
                            batch_size=3))
     written = sorted(p.name for p in (tmp_path / "out2").glob("*_mask.png"))
-    assert written == ["0_mask.png", "1_mask.png"]  # flushed before the error
+    assert written == ["0.png_mask.png", "1.png_mask.png"]  # flushed before the error

@@ -1,11 +1,20 @@
-"""Segment image files at their own size and write mask and overlay PNGs (``unet-predict``)."""
+"""Segment image files at their own size and write mask and overlay PNGs (``unet-predict``).
+
+Output names: an input ``REL`` (its path relative to the folder it was found in, or its file
+name when given directly) gets ``OUT/REL_mask.png`` and ``OUT/REL_overlay.png``, e.g.
+``scans/a/1.png`` -> ``OUT/a/1.png_mask.png``: the sub-folder and the suffix are kept, so
+``a/1.png``, ``a/1.jpg`` and ``b/1.png`` never share an output. Two inputs that would still
+share one are refused before anything runs, and so is an output file left by an earlier run
+unless ``overwrite`` is set.
+"""
 
 from __future__ import annotations
 
 import os
+import zipfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import keras
 import numpy as np
@@ -13,8 +22,111 @@ import numpy as np
 from unet_keras.atomic import atomic_path
 from unet_keras.data import read_image_file
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import inference_model, load_model, predict_any_size
+from unet_keras.inference import BUNDLED_MODEL, inference_model, load_model, predict_any_size
+from unet_keras.model import arch_config_of
 from unet_keras.viz import encode_png, overlay
+
+#: What ``unet-predict`` appends to an input's name; files ending so are its own outputs.
+MASK_SUFFIX, OVERLAY_SUFFIX = "_mask.png", "_overlay.png"
+
+
+def is_own_output(path: str | os.PathLike) -> bool:
+    """True for a name ending in ``_mask.png`` or ``_overlay.png`` (what this tool writes)."""
+    name = PurePath(path).name
+    return name.endswith(MASK_SUFFIX) or name.endswith(OVERLAY_SUFFIX)
+
+
+def output_paths(relative: str | os.PathLike, output: Path) -> tuple[Path, Path]:
+    """``(OUT/REL_mask.png, OUT/REL_overlay.png)`` for an input whose relative name is
+    ``relative`` (sub-folder and suffix kept: ``a/1.png`` -> ``OUT/a/1.png_mask.png``)."""
+    rel = PurePath(relative)
+    folder = output / rel.parent
+    return folder / f"{rel.name}{MASK_SUFFIX}", folder / f"{rel.name}{OVERLAY_SUFFIX}"
+
+
+def plan_outputs(files: Sequence[Path], output: Path,
+                 relative: Sequence[str | os.PathLike] | None = None,
+                 overwrite: bool = False) -> list[tuple[Path, Path]]:
+    """The ``(mask, overlay)`` paths of every input, checked before any work is done.
+
+    Args:
+        files: the inputs.
+        output: the output folder (created when the first file is written).
+        relative: each input's name below ``output`` (default: its file name).
+        overwrite: allow replacing files that exist already (an earlier run's).
+
+    Raises:
+        ValueError: ``output`` is an existing file; two different inputs would write the same
+            output; or (without ``overwrite``) an output exists already.
+    """
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"{output}: exists and is not a folder; -o/--output must name a folder")
+    names = [PurePath(f.name) for f in files] if relative is None else list(relative)
+    if len(names) != len(files):
+        raise ValueError(f"{len(files)} inputs but {len(names)} relative names")
+    plan = [output_paths(rel, output) for rel in names]
+    writer: dict[Path, Path] = {}
+    for f, (mask, _) in zip(files, plan, strict=True):
+        first = writer.setdefault(mask, f)
+        if first != f and Path(first).resolve() != Path(f).resolve():
+            raise ValueError(f"{first} and {f} would both be written to {mask}; segment them "
+                             "in separate runs or into separate -o folders")
+    if not overwrite:
+        for path in (p for pair in plan for p in pair):
+            if path.exists():
+                raise ValueError(f"{path}: already exists (an earlier run's output?); pass "
+                                 "--overwrite to replace it, or choose another -o folder")
+    return plan
+
+
+def model_file(model_path: str | os.PathLike | None = None) -> Path:
+    """The ``.keras`` file meant by ``model_path``: itself, ``model.keras`` of a run
+    directory, or the bundled model when ``None``."""
+    path = Path(model_path) if model_path is not None else BUNDLED_MODEL
+    return path / "model.keras" if path.is_dir() else path
+
+
+def check_keras_file(path: str | os.PathLike) -> Path:
+    """Make sure ``path`` is a complete ``.keras`` archive before Keras reads it (Keras
+    reports a truncated one as "File not found").
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: truncated or corrupt archive, or not a Keras archive (the path first).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: truncated or corrupt .keras file (not a complete zip "
+                         f"archive: {exc})") from None
+    if broken is not None:
+        raise ValueError(f"{path}: truncated or corrupt .keras file ({broken} fails its "
+                         "checksum)")
+    if "config.json" not in names:
+        raise ValueError(f"{path}: not a Keras .keras file (no config.json inside)")
+    return path
+
+
+def load_unet(model_path: str | os.PathLike | None = None) -> keras.Model:
+    """Load a trained U-Net (``.keras`` file, run directory, or the bundled model when
+    ``None``); every error names the file.
+
+    Raises:
+        FileNotFoundError: no model file.
+        ValueError: a truncated/corrupt file, or a Keras model that is not a unet_keras U-Net.
+    """
+    path = check_keras_file(model_file(model_path))
+    model = load_model(path)
+    try:
+        arch_config_of(model)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return model
 
 
 def segment_images(model: keras.Model, images: Sequence[np.ndarray], threshold: float = 0.5,
@@ -48,32 +160,37 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
                   threshold: float = 0.5, tta: bool = False, precision: str = "float32",
-                  jit_compile: bool = False, batch_size: int = 8) -> Iterator[dict]:
+                  jit_compile: bool = False, batch_size: int = 8,
+                  relative: Sequence[str | os.PathLike] | None = None,
+                  overwrite: bool = False) -> Iterator[dict]:
     """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}`` in the
     order of ``files``.
 
-    Files are read one by one and segmented ``batch_size`` at a time, equal-size slices
-    sharing forward passes. A file that cannot be read raises its error (naming the file)
-    after the files read before it have been written. ``precision`` and ``jit_compile`` set
-    up the model (see :func:`~unet_keras.inference.inference_model`).
+    The outputs are planned and checked first (:func:`plan_outputs`: no two inputs share an
+    output, no earlier file is replaced unless ``overwrite``), then the model is loaded
+    (:func:`load_unet`). Files are read one by one and segmented ``batch_size`` at a time,
+    equal-size slices sharing forward passes. A file that cannot be read raises its error
+    (naming the file) after the files read before it have been written; nothing is written
+    for it. ``precision`` and ``jit_compile`` set up the model (see
+    :func:`~unet_keras.inference.inference_model`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    model = inference_model(load_model(model_path), precision, jit_compile)
-    output.mkdir(parents=True, exist_ok=True)
-    pending: list[tuple[Path, np.ndarray]] = []
+    plan = plan_outputs(files, output, relative, overwrite)
+    model = inference_model(load_unet(model_path), precision, jit_compile)
+    pending: list[tuple[Path, np.ndarray, tuple[Path, Path]]] = []
 
     def flush() -> Iterator[dict]:
-        results = segment_images(model, [image for _, image in pending], threshold, tta,
+        results = segment_images(model, [image for _, image, _ in pending], threshold, tta,
                                  batch_size)
-        done = [_write_outputs(f, x, mask, output)
-                for (f, _), (x, _, mask) in zip(pending, results, strict=True)]
+        done = [_write_outputs(f, x, mask, paths)
+                for (f, _, paths), (x, _, mask) in zip(pending, results, strict=True)]
         pending.clear()
         yield from done
 
-    for f in files:
+    for f, paths in zip(files, plan, strict=True):
         try:
-            pending.append((f, read_image_file(f)))
+            pending.append((f, read_image_file(f), paths))
         except Exception:
             yield from flush()
             raise
@@ -83,9 +200,9 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
         yield from flush()
 
 
-def _write_outputs(f: Path, x: np.ndarray, mask: np.ndarray, output: Path) -> dict:
-    """Write ``<stem>_mask.png`` and ``<stem>_overlay.png`` for one input; describe them."""
-    mask_path, overlay_path = output / f"{f.stem}_mask.png", output / f"{f.stem}_overlay.png"
+def _write_outputs(f: Path, x: np.ndarray, mask: np.ndarray, paths: tuple[Path, Path]) -> dict:
+    """Write the mask (0/255) and the overlay of one input; describe them."""
+    mask_path, overlay_path = paths
     write_png(mask_path, mask * 255)
     write_png(overlay_path, (overlay(x, mask) * 255).round().astype(np.uint8))
     area = int(mask.sum())

@@ -85,9 +85,9 @@ def _parity(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{pt_path}: no such file")
     quiet_tensorflow()
     mirror = _import_torch_mirror()
-    from unet_keras.inference import load_model
+    from unet_keras.predict import load_unet
 
-    model = load_model(source)
+    model = load_unet(source)
     if pt_path.is_file():
         module, origin = mirror.load_pt(pt_path), str(pt_path)
     else:
@@ -107,9 +107,9 @@ def _convert(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     mirror = _import_torch_mirror()
     if args.to == "pt":
-        from unet_keras.inference import load_model
+        from unet_keras.predict import load_unet
 
-        mirror.save_pt(mirror.keras_to_torch(load_model(source)), out)
+        mirror.save_pt(mirror.keras_to_torch(load_unet(source)), out)
     else:
         from unet_keras.atomic import atomic_path
 

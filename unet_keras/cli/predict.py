@@ -1,34 +1,53 @@
 """``unet-predict``: segment files or folders of slices at their own size.
 
-For each input ``X`` it writes ``X_mask.png`` (0/255) and ``X_overlay.png`` into ``--output``.
-Inputs: PNG, JPEG, TIFF, or Figshare ``.mat``; folders are searched for those.
+For each input it writes ``<name>_mask.png`` (0/255) and ``<name>_overlay.png`` into
+``--output``, where ``<name>`` is the input's file name with its suffix, below the sub-folder it
+was found in (``scans/a/1.png`` -> ``OUT/a/1.png_mask.png``). Existing outputs are kept unless
+``--overwrite`` is given. Inputs: PNG, JPEG, TIFF, BMP, or Figshare ``.mat``; folders are
+searched for those, skipping masks (``*_mask.*``), this tool's own overlays and the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from unet_keras.cli.common import cli_errors, quiet_tensorflow
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".mat"}
+SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".mat"}
 
 
-def collect_inputs(paths: list[str]) -> list[Path]:
-    """Files given directly, plus every supported file inside given folders (sorted)."""
-    files = []
+def _skipped(f: Path, output: Path | None) -> bool:
+    """Masks (``*_mask.*``: ground truth or this tool's), this tool's overlays, and anything
+    inside the output folder."""
+    from unet_keras.predict import is_own_output
+
+    if "_mask" in f.stem or is_own_output(f):
+        return True
+    return output is not None and f.resolve().is_relative_to(output)
+
+
+def collect_inputs(paths: list[str], output: str | Path | None = None
+                   ) -> list[tuple[Path, PurePath]]:
+    """Each input file with its name below the output folder: files given directly keep
+    their file name; files found in a given folder keep their path relative to it. Folders
+    are searched recursively (sorted), skipping masks, this tool's outputs and ``output``; a
+    file reached twice is taken once."""
+    out = Path(output).resolve() if output is not None else None
+    found: dict[Path, tuple[Path, PurePath]] = {}
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*")
-                            if f.suffix.lower() in SUFFIXES and "_mask" not in f.stem)
+            for f in sorted(p.rglob("*")):
+                if f.suffix.lower() in SUFFIXES and f.is_file() and not _skipped(f, out):
+                    found.setdefault(f.resolve(), (f, f.relative_to(p)))
         elif p.exists():
-            files.append(p)
+            found.setdefault(p.resolve(), (p, PurePath(p.name)))
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    if not files:
+    if not found:
         raise ValueError(f"no image files ({', '.join(sorted(SUFFIXES))}) in {', '.join(paths)}")
-    return files
+    return list(found.values())
 
 
 @cli_errors
@@ -38,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--model", help="a .keras file or run directory (default: bundled model)")
     p.add_argument("-o", "--output", default="predictions", help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files left by an earlier run (default: refuse)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     p.add_argument("--tta", action="store_true", help="average over flips")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
@@ -49,14 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    files = collect_inputs(args.inputs)
+    inputs = collect_inputs(args.inputs, args.output)
     quiet_tensorflow()
     from unet_keras.predict import segment_files
 
-    for record in segment_files(files, Path(args.output), model_path=args.model,
+    for record in segment_files([f for f, _ in inputs], Path(args.output), model_path=args.model,
                                 threshold=args.threshold, tta=args.tta,
                                 precision=args.precision, jit_compile=args.xla,
-                                batch_size=args.batch_size):
+                                batch_size=args.batch_size,
+                                relative=[rel for _, rel in inputs], overwrite=args.overwrite):
         print(f"{record['input']}: {record['area_px']} tumor px ({record['area_pct']:.2f}%) "
               f"-> {record['mask']}")
     return 0

@@ -9,6 +9,7 @@ Layout (``torch.save`` of a plain dict, so ``torch.load(weights_only=True)`` rea
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def load_pt(path: str | os.PathLike, map_location: str | torch.device = "cpu") -
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         raise PtFileError(f"{path}: not a PyTorch file readable with weights_only=True "
                           f"({type(exc).__name__})") from None
