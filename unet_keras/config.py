@@ -8,7 +8,10 @@ It round-trips through ``to_dict``/``from_dict`` and JSON.
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -140,6 +143,27 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _flag(name: str) -> str:
+    """A TrainConfig field as it is named in messages: the key and its command-line flag."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+#: Integer settings and their smallest allowed value.
+_INT_MIN = {"epochs": 1, "batch_size": 1, "image_size": 1, "channels": 1, "base_filters": 1,
+            "depth": 1, "lr_patience": 0, "early_stopping": 0, "patch_size": 0, "steps": 0,
+            "seed": 0}
+#: Real-valued settings: (low, high, which ends are open "(" / closed "[").
+_REAL_RANGES = {
+    "lr": (0.0, math.inf, "()"), "momentum": (0.0, 1.0, "[)"), "lr_factor": (0.0, 1.0, "()"),
+    "min_lr": (0.0, math.inf, "[)"), "smooth": (0.0, math.inf, "[)"),
+    "dropout": (0.0, 1.0, "[)"), "val_fraction": (0.0, 1.0, "()"),
+    "test_fraction": (0.0, 1.0, "[)"), "foreground_fraction": (0.0, 1.0, "[]"),
+    "warmup": (0.0, 0.5, "[]"), "ema": (0.0, 1.0, "[)"), "time_budget": (0.0, math.inf, "[)"),
+    "augment_scale": (0.0, 0.5, "[]"), "augment_gamma": (0.0, 1.0, "[]"),
+    "augment_noise": (0.0, 0.5, "[]"),
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (the resolved form is saved as ``config.json``).
@@ -207,26 +231,32 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        for name in ("patch_size", "steps"):
+                raise ValueError(f"{_flag(name)} must be one of {allowed}, got "
+                                 f"{getattr(self, name)!r}")
+        for name, low in _INT_MIN.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.patch_size:
-            multiple = 2**self.depth
-            if self.patch_size % multiple or self.patch_size > self.image_size:
-                raise ValueError(f"patch_size must be a multiple of 2**depth = {multiple} and at "
-                                 f"most image_size ({self.image_size}), got {self.patch_size}")
-        for name, low, high in (("foreground_fraction", 0.0, 1.0), ("warmup", 0.0, 0.5),
-                                ("ema", 0.0, 0.9999), ("augment_scale", 0.0, 0.5),
-                                ("augment_gamma", 0.0, 1.0), ("augment_noise", 0.0, 0.5)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{_flag(name)} must be an integer >= {low}, got {value!r}")
+        for name, (low, high, interval) in _REAL_RANGES.items():
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not low <= value <= high:
-                raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-        if not isinstance(self.time_budget, int | float) or self.time_budget < 0:
-            raise ValueError(f"time_budget must be >= 0 minutes, got {self.time_budget!r}")
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and (
+                (low < value if interval[0] == "(" else low <= value)
+                and (value < high if interval[1] == ")" else value <= high))
+            if not ok:
+                shown = interval[0] + f"{low}, {high}" + interval[1]
+                raise ValueError(f"{_flag(name)} must be in {shown}, got {value!r}")
+        multiple = 2**self.depth
+        for name in ("image_size", "patch_size"):
+            value = getattr(self, name)
+            if value and (value < multiple or value % multiple):
+                raise ValueError(f"{_flag(name)} must be a multiple of 2**depth = {multiple} "
+                                 f"(depth {self.depth}), got {value}")
+        if self.patch_size > self.image_size:
+            raise ValueError(f"{_flag('patch_size')} must be at most --image-size "
+                             f"({self.image_size}), got {self.patch_size}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"--val-fraction + --test-fraction must be below 1 (some slices "
+                             f"must train), got {self.val_fraction} + {self.test_fraction}")
         if self.schedule == "cosine" and not (self.steps or self.time_budget):
             raise ValueError("schedule 'cosine' decays over the budget: give steps or time_budget")
         if not self.patch_size and (self.augment_scale or self.augment_gamma
@@ -267,3 +297,16 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         _reject_unknown(cls, d, "training options")
         return cls(**d)
+
+
+def resume_config(output: str | os.PathLike, **changes: Any) -> TrainConfig:
+    """The configuration of the run in ``output`` (its ``config.json``), with ``changes`` (e.g.
+    ``epochs=200``), set to resume it."""
+    record = Path(output) / "config.json"
+    try:
+        saved = json.loads(record.read_text())["train"]
+    except FileNotFoundError:
+        raise ValueError(f"{output}: no config.json here, nothing to resume") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{record}: unreadable run configuration ({exc})") from None
+    return TrainConfig.from_dict({**saved, **changes, "output": str(output), "resume": True})

@@ -189,25 +189,64 @@ def _restored_epoch(backup_dir: Path) -> int:
     return 0
 
 
-def prepare_run_dir(cfg: TrainConfig) -> Path:
-    """Create (or, with ``resume``, reopen) the run directory."""
+def _check_backup(backup_dir: Path) -> None:
+    """Refuse a resume whose BackupAndRestore state cannot be read, before any file is
+    touched: at least one copy of the metadata and of the weights (``.bkp`` is the previous
+    epoch's) must be readable."""
+    if not backup_dir.is_dir():
+        return
+    advice = ("start again with a new --output (this run's best epoch so far is in "
+              f"{backup_dir.parent / 'checkpoints' / 'best.weights.h5'})")
+    meta = backup_dir / "training_metadata.json"
+    readable_meta = []
+    for candidate in (meta, meta.with_name(meta.name + ".bkp")):
+        try:
+            int(json.loads(candidate.read_text())["epoch"])
+            readable_meta.append(candidate)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if not readable_meta:
+        raise data_lib.DataError(f"{meta}: the backup of the last finished epoch is unreadable "
+                                 f"(and so is its .bkp copy); {advice}")
+    weights = backup_dir / "latest.weights.h5"
+    import h5py
+
+    for candidate in (weights, weights.with_name(weights.name + ".bkp")):
+        try:
+            with h5py.File(candidate, "r"):
+                return
+        except OSError:
+            continue
+    raise data_lib.DataError(f"{weights}: the backed-up weights are unreadable (and so is "
+                             f"their .bkp copy); {advice}")
+
+
+def check_run_dir(cfg: TrainConfig) -> Path:
+    """The run directory of ``cfg``, checked but not created: a new run needs a place with no
+    run in it; a resume needs an unfinished run with a readable backup. Nothing is written
+    (the directory is made when the first file is, once the inputs have been read)."""
     if cfg.output is None:
         raise ValueError("TrainConfig.output (the run directory) is not set")
     run_dir = Path(cfg.output)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: --output is a file, not a directory")
     if cfg.resume:
         if not (run_dir / "config.json").exists():
             raise data_lib.DataError(f"{run_dir}: no config.json here, nothing to resume")
+        if not (run_dir / "backup").exists() and (run_dir / "model.keras").exists():
+            raise ValueError(f"{run_dir}: this run has finished; there is nothing to resume")
+        _check_backup(run_dir / "backup")
     elif (run_dir / "config.json").exists():
         raise ValueError(
             f"{run_dir}: a run already exists here; pass --resume to continue it or choose "
             "another --output"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def load_split_data(cfg: TrainConfig, run_dir: Path | None = None):
-    """Read the dataset, split it (or reuse ``split.json``) and preprocess each split.
+def load_split_data(cfg: TrainConfig, run_dir: Path | None = None, fresh: bool = False):
+    """Read the dataset, split it (or reuse the run's ``split.json`` unless ``fresh``) and
+    preprocess each split; a new split is written to ``run_dir`` (created then).
 
     Returns ``(slices, split, arrays)`` with ``split = {name: [indices]}`` and
     ``arrays = {name: (images (N, S, S, C) float32, masks (N, S, S, 1) float32)}``.
@@ -215,7 +254,7 @@ def load_split_data(cfg: TrainConfig, run_dir: Path | None = None):
     path = cfg.data or str(data_lib.SAMPLE_DIR)
     slices = data_lib.read_dataset(path, format=cfg.format, skip_bad=cfg.skip_bad)
     split_file = run_dir / "split.json" if run_dir is not None else None
-    if split_file is not None and split_file.exists():
+    if split_file is not None and split_file.exists() and not fresh:
         split = data_lib.read_split_json(split_file, slices)
     else:
         fold = cfg.fold_index()
@@ -228,6 +267,7 @@ def load_split_data(cfg: TrainConfig, run_dir: Path | None = None):
                                            val_fraction=cfg.val_fraction,
                                            test_fraction=cfg.test_fraction, seed=cfg.seed)
         if split_file is not None:
+            split_file.parent.mkdir(parents=True, exist_ok=True)
             data_lib.write_split_json(split_file, slices, split,
                                       info={"by": cfg.split_by or data_lib.default_split_by(slices),
                                             "seed": cfg.seed, "fold": cfg.fold})
@@ -284,6 +324,7 @@ def _prepare_worker_dir(cfg: TrainConfig, scratch: Path) -> Path:
             raise data_lib.DataError(
                 f"{run_dir}: no config.json here, nothing to resume (every worker reads the "
                 "chief's run directory on resume: put --output on storage they share)")
+        check_run_dir(cfg)
         for name in ("config.json", "split.json", "history.csv"):
             if (run_dir / name).exists():
                 shutil.copyfile(run_dir / name, scratch / name)
@@ -333,6 +374,7 @@ def _export_split(export: tfrecord.TFRecordExport, cfg: TrainConfig, run_dir: Pa
             f"{export.root}: exported at {export.image_size}x{export.image_size}; train it with "
             f"--image-size {export.image_size} (or export again at {cfg.image_size})")
     if not (run_dir / "split.json").exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(export.root / "split.json", run_dir / "split.json")
     return export.split_ids()
 
@@ -344,7 +386,7 @@ def train(cfg: TrainConfig, log=print) -> RunResult:
     worker works in a temporary directory, removed when it returns or fails.
     """
     if is_chief():
-        return _train(cfg, prepare_run_dir(cfg), True, log)
+        return _train(cfg, check_run_dir(cfg), True, log)
     with tempfile.TemporaryDirectory(prefix="unet-keras-worker-") as scratch:
         log(f"{task_name()}: scratch {scratch} (removed at the end); the chief writes "
             f"{cfg.output}")
@@ -353,10 +395,10 @@ def train(cfg: TrainConfig, log=print) -> RunResult:
 
 def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
     """:func:`train` writing into ``run_dir`` (a non-chief worker: its temporary directory)."""
+    arch = cfg.arch()
     if cfg.resume:
-        saved = json.loads((run_dir / "config.json").read_text())["train"]
-        cfg = TrainConfig.from_dict({**saved, "resume": True, "output": cfg.output,
-                                     "epochs": cfg.epochs})
+        _check_same_network(run_dir, arch)
+    init_model = _init_model(cfg, arch)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -365,15 +407,13 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
     log(f"data: {data_path}" + ("" if cfg.data else " (the bundled sample; pass --data for yours)"))
     export = tfrecord.open_export(data_path) if tfrecord.is_export(data_path) else None
     if export is None:
-        slices, split, arrays = load_split_data(cfg, run_dir)
+        slices, split, arrays = load_split_data(cfg, run_dir, fresh=not cfg.resume)
     else:
         slices, split, arrays = None, _export_split(export, cfg, run_dir), None
     log("split: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()) + " slices")
     if not split.get("train") or not split.get("val"):
         raise data_lib.DataError(f"{data_path}: too few slices for a train and a val split")
 
-    arch = cfg.arch()
-    init_model = _init_model(cfg, arch)
     config_record = {"arch": arch.to_dict(), "train": cfg.to_dict(), "data_path": data_path,
                      "lineage": _lineage(cfg, run_dir)}
     if export is not None:
@@ -381,9 +421,6 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
 
     backup_dir = run_dir / "backup"
     history_path = run_dir / "history.csv"
-    finished = Path(cfg.output) / "model.keras"  # the chief's, also for the other workers
-    if cfg.resume and not backup_dir.exists() and finished.exists():
-        raise ValueError(f"{finished.parent}: this run has finished; there is nothing to resume")
     next_epoch = _restored_epoch(backup_dir) if cfg.resume else 0
     past = _trim_history(history_path, next_epoch) if cfg.resume else []
     if not cfg.resume and history_path.exists():
@@ -466,6 +503,15 @@ def _choose_threshold(run_dir: Path, val_slices: list, val_arrays: tuple, cfg: T
 
     calibrate_threshold(run_dir / "model.keras", val_slices, *val_arrays,
                         image_size=cfg.image_size, log=log)
+
+
+def _check_same_network(run_dir: Path, arch: ArchConfig) -> None:
+    """A resumed run must build the network its backup holds."""
+    saved = ArchConfig.from_dict(json.loads((run_dir / "config.json").read_text())["arch"])
+    if saved != arch:
+        changed = sorted(k for k, v in arch.to_dict().items() if saved.to_dict()[k] != v)
+        raise ValueError(f"{run_dir}: resuming needs the run's own network; these settings "
+                         f"differ from its config.json: {', '.join(changed)}")
 
 
 def _init_model(cfg: TrainConfig, arch: ArchConfig) -> keras.Model | None:

@@ -14,7 +14,7 @@ import time
 from dataclasses import fields
 
 from unet_keras.cli.common import cli_errors, quiet_tensorflow
-from unet_keras.config import PRECISION_MODES, PRESETS, SCHEDULES, TrainConfig
+from unet_keras.config import PRECISION_MODES, PRESETS, SCHEDULES, TrainConfig, resume_config
 
 HELP = {
     "data": "dataset folder or file (default: the bundled sample in data/sample)",
@@ -97,13 +97,24 @@ def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
 
 
 def resolve_config(argv: list[str] | None) -> TrainConfig:
-    """Defaults <- ``--preset`` <- ``--config`` JSON <- command-line flags."""
+    """Defaults <- ``--preset`` <- ``--config`` JSON <- command-line flags. With ``--resume``
+    the run's own ``config.json`` takes the place of the defaults and the preset, so only the
+    flags given explicitly change it (e.g. ``--epochs`` to train longer)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--preset", choices=sorted(PRESETS))
+    pre.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False)
+    pre.add_argument("--output")
     known, _ = pre.parse_known_args(argv)
     base = TrainConfig()
-    if known.preset:
+    if known.resume:
+        if known.output is None:
+            raise ValueError("--resume needs --output (the run directory to continue)")
+        if known.preset:
+            raise ValueError("--preset starts a new run; --resume continues one with its own "
+                             "settings (give only the flags to change)")
+        base = resume_config(known.output)
+    elif known.preset:
         base = TrainConfig.from_dict({**base.to_dict(), **PRESETS[known.preset]})
     if known.config:
         try:
