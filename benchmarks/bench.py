@@ -20,6 +20,14 @@ Measured, warm-up excluded, as the median and the spread (min..max) of several r
 All modes are built first and then timed round-robin (one call of each mode per round), so a
 machine load that changes during the run weighs on every mode alike.
 
+Each framework runs in its own process: Keras (and the input pipeline) in this one, PyTorch in a
+spawned worker that never imports TensorFlow; this process sends it one call at a time and the
+worker times it, so the round-robin order is unchanged. With torch 2.14.1 (the CUDA wheel that
+pip resolves without the README's pin) loading Triton's native library -- which
+``torch.optim.Adam`` does on first use, through ``torch._dynamo`` -- into a process that holds
+TensorFlow 2.21 is a segmentation fault; in one process the benchmark died there. A worker that
+dies anyway costs only its modes, reported as errors.
+
 Prints a Markdown table, the issue's targets and, last, the ratios fastest Keras mode / fastest
 PyTorch mode. ``--json PATH`` writes every number: top-level ``ratios`` (``train``, ``infer``:
 fastest Keras / fastest PyTorch), ``ratios_fp32`` (Keras float32 / best PyTorch float32) and
@@ -37,6 +45,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -141,12 +150,11 @@ def cpu_model() -> str:
 
 # --- matmul peak ---------------------------------------------------------------------------------
 
-def matmul_calls(n: int, repeat: int, bf16: bool) -> dict[str, Callable[[], object]]:
+def tf_matmul_calls(n: int, repeat: int, bf16: bool) -> dict[str, Callable[[], object]]:
     """Calls doing ``repeat`` products of two ``n x n`` matrices (``2 n^3`` FLOPs each) in
-    TensorFlow and PyTorch, float32 and (when ``bf16``) bfloat16, keyed
-    ``matmul-<dtype>-<framework>``."""
+    TensorFlow, float32 and (when ``bf16``) bfloat16, keyed ``matmul-<dtype>-tensorflow``; the
+    PyTorch ones run in the worker (:func:`torch_matmul_calls`)."""
     import tensorflow as tf
-    import torch
 
     rng = np.random.default_rng(0)
     a_np = rng.random((n, n), dtype=np.float32)
@@ -155,9 +163,22 @@ def matmul_calls(n: int, repeat: int, bf16: bool) -> dict[str, Callable[[], obje
     for dtype in ("float32", "bfloat16") if bf16 else ("float32",):
         a, b = tf.cast(a_np, dtype), tf.cast(b_np, dtype)
         tf_mm = tf.function(lambda a=a, b=b: tf.linalg.matmul(a, b)[0, 0])
+        calls[f"matmul-{dtype}-tensorflow"] = lambda f=tf_mm: [f().numpy() for _ in range(repeat)]
+    return calls
+
+
+def torch_matmul_calls(n: int, repeat: int, bf16: bool) -> dict[str, Callable[[], object]]:
+    """The PyTorch twin of :func:`tf_matmul_calls` (same matrices), keyed
+    ``matmul-<dtype>-torch``."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    a_np = rng.random((n, n), dtype=np.float32)
+    b_np = rng.random((n, n), dtype=np.float32)
+    calls: dict[str, Callable[[], object]] = {}
+    for dtype in ("float32", "bfloat16") if bf16 else ("float32",):
         ta = torch.from_numpy(a_np).to(getattr(torch, dtype))
         tb = torch.from_numpy(b_np).to(getattr(torch, dtype))
-        calls[f"matmul-{dtype}-tensorflow"] = lambda f=tf_mm: [f().numpy() for _ in range(repeat)]
         calls[f"matmul-{dtype}-torch"] = lambda a=ta, b=tb: [torch.mm(a, b) for _ in range(repeat)]
     return calls
 
@@ -346,67 +367,218 @@ class TorchRunner:
         self._predict(self.slices[size])
 
 
-def interleaved(calls: dict[str, Callable[[], object]], images: int, warmup: int, reps: int,
+def timed(fn: Callable[[], object]) -> Callable[[], float]:
+    """``fn`` as a call that returns its own wall-clock seconds."""
+    def call() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    return call
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+
+
+def torch_worker(conn, spec: dict[str, Any]) -> None:
+    """The PyTorch process: build ``spec["modes"]`` (and the matmul calls), report
+    ``("ready", info)``, then answer each ``("call", key)`` with ``("ok", seconds)`` or
+    ``("error", message)`` until ``("stop",)``. Keys: ``(what, mode[, size])`` with ``what`` in
+    train / infer / latency, or ``("matmul", name)``. TensorFlow is never imported here."""
+    os.environ["KERAS_BACKEND"] = "torch"  # unet_keras then skips TensorFlow
+    import torch
+
+    from unet_keras.config import ArchConfig
+
+    if spec["torch_threads"]:
+        torch.set_num_threads(spec["torch_threads"])
+    config = ArchConfig.from_dict(spec["config"])
+    runners, errors = {}, {}
+    for name in spec["modes"]:
+        try:
+            runners[name] = TorchRunner(name, config, spec["batch"], spec["latency_sizes"])
+        except Exception as exc:  # noqa: BLE001 - one failing mode must not hide the others
+            errors[name] = _error(exc)
+    calls: dict[tuple, Callable[[], float]] = {
+        ("matmul", k): timed(f)
+        for k, f in torch_matmul_calls(spec["matmul_n"], spec["repeat"], spec["bf16"]).items()}
+    for name, r in runners.items():
+        calls[("train", name)], calls[("infer", name)] = timed(r.train), timed(r.infer)
+        for size in spec["latency_sizes"]:
+            calls[("latency", name, size)] = timed(partial(r.latency, size))
+    conn.send(("ready", {"built": list(runners), "errors": errors,
+                         "matmul": [k[1] for k in calls if k[0] == "matmul"],
+                         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                         "tensorflow_imported": "tensorflow" in sys.modules}))
+    while True:
+        message = conn.recv()
+        if message[0] == "stop":
+            conn.send(("ok", peak_rss_mib()))
+            return
+        if message[0] == "rss":
+            conn.send(("ok", peak_rss_mib()))
+            continue
+        if message[0] == "free_optimizers":  # before inference, as in one process
+            for r in runners.values():
+                r.optimizer = None
+            gc.collect()
+            conn.send(("ok", 0.0))
+            continue
+        try:
+            conn.send(("ok", calls[tuple(message[1])]()))
+        except Exception as exc:  # noqa: BLE001
+            conn.send(("error", _error(exc)))
+
+
+class TorchWorker:
+    """Parent side of :func:`torch_worker`: a spawned process (a fresh interpreter, so no
+    TensorFlow) holding every PyTorch mode; :meth:`call` runs one call there and returns the
+    seconds the worker measured. If the worker dies, every later call raises ``RuntimeError``
+    and :func:`interleaved` records it as the mode's error."""
+
+    def __init__(self, modes: list[str], config, batch: int, latency_sizes: list[int],
+                 matmul_n: int, repeat: int, bf16: bool, torch_threads: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        spec = {"modes": modes, "config": config.to_dict(), "batch": batch,
+                "latency_sizes": latency_sizes, "matmul_n": matmul_n, "repeat": repeat,
+                "bf16": bf16, "torch_threads": torch_threads}
+        self.process = ctx.Process(target=torch_worker, args=(child, spec), daemon=True,
+                                   name="bench-torch")
+        self.process.start()
+        child.close()
+        self.info: dict[str, Any] = self._receive("start")
+        self.peak_rss_mib: float | None = None
+
+    def _receive(self, what: str) -> Any:
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(5)
+            raise RuntimeError(f"the PyTorch worker process died during {what} (exit code "
+                               f"{self.process.exitcode})") from None
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def call(self, *key) -> float:
+        """Run the call ``key`` in the worker; its wall-clock seconds there."""
+        if not self.process.is_alive():
+            raise RuntimeError(f"the PyTorch worker process died (exit code "
+                               f"{self.process.exitcode})")
+        self.conn.send(("call", key))
+        return self._receive(" ".join(map(str, key)))
+
+    def rss(self) -> float | None:
+        """The worker's peak resident set size so far (MiB), or None if it died."""
+        try:
+            self.conn.send(("rss",))
+            return round(self._receive("rss"), 1)
+        except (RuntimeError, OSError):
+            return None
+
+    def free_optimizers(self) -> None:
+        self.conn.send(("free_optimizers",))
+        self._receive("free_optimizers")
+
+    def close(self) -> None:
+        """Stop the worker (recording its peak RSS) or, if it hangs, kill it."""
+        if self.process.is_alive():
+            try:
+                self.conn.send(("stop",))
+                self.peak_rss_mib = self._receive("stop")
+            except (RuntimeError, OSError, BrokenPipeError):
+                pass
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def interleaved(calls: dict[str, Callable[[], float]], images: int, warmup: int, reps: int,
                 errors: dict[str, str]) -> dict[str, Timing]:
     """Time every mode's call round-robin: all warm-ups first, then ``reps`` rounds in which
     each mode runs once (order reversed every other round), so a load that changes during the
-    run weighs on every mode alike. A mode that raises is dropped and its error recorded."""
+    run weighs on every mode alike. Each call returns its own seconds (see :func:`timed`;
+    PyTorch calls are timed in their worker). A mode that raises is dropped and its error
+    recorded."""
     firsts, samples = {}, {}
     load0 = os.getloadavg()[0]
     for name, fn in calls.items():
         try:
-            start = time.perf_counter()
-            fn()
-            firsts[name] = time.perf_counter() - start
+            firsts[name] = fn()
             for _ in range(max(warmup, 1) - 1):
                 fn()
             samples[name] = []
         except Exception as exc:  # noqa: BLE001 - one failing mode must not hide the others
-            errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            errors[name] = _error(exc)
     names = list(samples)
     for rep in range(reps):
         for name in names if rep % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            calls[name]()
-            samples[name].append(time.perf_counter() - start)
+            if name in errors:
+                continue
+            try:
+                samples[name].append(calls[name]())
+            except Exception as exc:  # noqa: BLE001
+                errors[name] = _error(exc)
     load = (load0, os.getloadavg()[0])
-    return {n: Timing(images, samples[n], firsts[n], load) for n in names}
+    return {n: Timing(images, samples[n], firsts[n], load) for n in names if n not in errors}
 
 
 def run_modes(modes: list[str], config, batch: int, latency_sizes: list[int], warmup: int,
-              reps: int, extra: dict[str, Callable[[], object]], log: Callable[[str], None]
+              reps: int, extra: dict[str, Callable[[], object]], log: Callable[[str], None],
+              worker: TorchWorker | None = None
               ) -> tuple[list[ModeResult], dict[str, Timing]]:
-    """Build every mode, then time training (with the ``extra`` calls in the same rounds),
-    inference and each latency size, interleaved. Returns the modes' results and the
-    ``extra`` timings."""
-    errors: dict[str, str] = {}
+    """Build every Keras mode here (the PyTorch ones live in ``worker``), then time training
+    (with the ``extra`` calls and the worker's matmuls in the same rounds), inference and each
+    latency size, interleaved. Returns the modes' results and the ``extra`` timings."""
+    errors: dict[str, str] = dict(worker.info["errors"]) if worker else {}
     runners = {}
     for name in modes:
+        if name not in KERAS_MODES:
+            continue
         try:
-            runner = KerasRunner if name in KERAS_MODES else TorchRunner
-            runners[name] = runner(name, config, batch, latency_sizes)
+            runners[name] = KerasRunner(name, config, batch, latency_sizes)
         except Exception as exc:  # noqa: BLE001
-            errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    train = interleaved({**{n: r.train for n, r in runners.items()}, **extra}, batch, warmup,
+            errors[name] = _error(exc)
+    remote = [n for n in modes if worker and n in worker.info["built"]]
+    calls: dict[str, dict[str, Callable[[], float]]] = {
+        "train": {n: timed(r.train) for n, r in runners.items()},
+        "infer": {n: timed(r.infer) for n, r in runners.items()}}
+    for name in remote:
+        calls["train"][name] = partial(worker.call, "train", name)
+        calls["infer"][name] = partial(worker.call, "infer", name)
+    extra_calls = {k: timed(f) for k, f in extra.items()}
+    if worker:
+        extra_calls.update({k: partial(worker.call, "matmul", k) for k in worker.info["matmul"]})
+    order = [n for n in modes if n in calls["train"]]
+    train = interleaved({**{n: calls["train"][n] for n in order}, **extra_calls}, batch, warmup,
                         reps, errors)
-    extra_timings = {k: train.pop(k) for k in extra if k in train}
+    extra_timings = {k: train.pop(k) for k in extra_calls if k in train}
     log("training: " + ", ".join(f"{n} {t.rate:.2f}" for n, t in train.items())
-        + f" img/s; peak RSS {peak_rss_mib():.0f} MiB")
-    for name in list(runners):
-        if name not in train:
-            del runners[name]
-        elif name in TORCH_MODES:  # free the optimizer state before inference
-            runners[name].optimizer = None
+        + f" img/s; peak RSS {peak_rss_mib():.0f} MiB (Keras process)")
+    order = [n for n in order if n in train]
+    if worker and any(n in TORCH_MODES for n in order):
+        try:
+            worker.free_optimizers()  # free the optimizer state before inference
+        except RuntimeError as exc:
+            for n in order:
+                if n in TORCH_MODES:
+                    errors[n] = _error(exc)
+            order = [n for n in order if n not in TORCH_MODES]
     gc.collect()
-    infer = interleaved({n: r.infer for n, r in runners.items()}, batch, warmup, reps, errors)
+    infer = interleaved({n: calls["infer"][n] for n in order}, batch, warmup, reps, errors)
     log("inference: " + ", ".join(f"{n} {t.rate:.2f}" for n, t in infer.items()) + " img/s")
     latency = {}
     for size in latency_sizes:
-        latency[size] = interleaved({n: partial(r.latency, size) for n, r in runners.items()},
-                                    1, warmup, reps, errors)
+        latency[size] = interleaved(
+            {n: (timed(partial(runners[n].latency, size)) if n in runners
+                 else partial(worker.call, "latency", n, size)) for n in order if n in infer},
+            1, warmup, reps, errors)
         log(f"latency {size}²: " + ", ".join(f"{n} {1000 * t.median_s:.0f}"
                                              for n, t in latency[size].items()) + " ms")
-    resized = interleaved({n: r.resized for n, r in runners.items() if n in KERAS_MODES}, 1,
+    resized = interleaved({n: timed(r.resized) for n, r in runners.items() if n in infer}, 1,
                           warmup, reps, errors)
     log("512² slice via predict_any_size (resized to the model's input): "
         + ", ".join(f"{n} {1000 * t.median_s:.0f}" for n, t in resized.items()) + " ms")
@@ -627,27 +799,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def set_threads_and_describe(intra: int, inter: int, torch_threads: int) -> dict[str, Any]:
-    """Apply the thread settings (0 keeps a framework's default; TensorFlow's must be set
-    before it runs anything) and describe the machine and the libraries."""
+def set_threads_and_describe(intra: int, inter: int) -> dict[str, Any]:
+    """Apply TensorFlow's thread settings (0 keeps its default; they must be set before it runs
+    anything) and describe the machine and the libraries (PyTorch's side comes from its
+    worker)."""
     import keras
     import tensorflow as tf
-    import torch
 
     if intra:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
     if inter:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
     return {
         "cpu": cpu_model(), "cores": os.cpu_count(), "bf16": cpu_has_bf16(),
         "python": platform.python_version(), "tensorflow": tf.__version__,
-        "keras": keras.__version__, "torch": torch.__version__,
+        "keras": keras.__version__, "torch": None,
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
         "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "torch_threads": torch.get_num_threads(), "load_avg_start": os.getloadavg(),
+        "torch_threads": None, "load_avg_start": os.getloadavg(),
     }
 
 
@@ -655,9 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     from unet_keras.config import ArchConfig  # the package hides TensorFlow's start-up lines
-    from unet_keras.flops import forward_flops, train_flops
 
-    env = set_threads_and_describe(args.intra_threads, args.inter_threads, args.torch_threads)
+    env = set_threads_and_describe(args.intra_threads, args.inter_threads)
     try:
         config = ArchConfig(input_shape=(args.size, args.size, 3),
                             base_filters=args.base_filters, depth=args.depth)
@@ -672,6 +841,27 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = env["bf16"]
     modes = [m for m in args.modes if bf16 or m not in BF16_MODES]
     is_paper = all(getattr(config, k) == v for k, v in PAPER.items())
+    repeat = 4 if args.quick else 8
+    worker = None
+    torch_modes = [m for m in modes if m in TORCH_MODES]
+    if torch_modes:  # a separate process: see the module docstring
+        worker = TorchWorker(torch_modes, config, args.batch, args.latency_sizes,
+                             args.matmul_n, repeat, bf16, args.torch_threads)
+        env["torch"], env["torch_threads"] = worker.info["torch"], worker.info["torch_threads"]
+        env["torch_process_imported_tensorflow"] = worker.info["tensorflow_imported"]
+    try:
+        return _run(args, env, config, modes, is_paper, repeat, worker, started)
+    finally:
+        if worker:
+            worker.close()
+
+
+def _run(args: argparse.Namespace, env: dict[str, Any], config, modes: list[str],
+         is_paper: bool, repeat: int, worker: TorchWorker | None, started: float) -> int:
+    """Everything after start-up: the timed rounds, the pipeline, the report."""
+    from unet_keras.flops import forward_flops, train_flops
+
+    bf16 = env["bf16"]
     print(f"{env['cpu']}, {env['cores']} cores, bf16 {bf16}; TF {env['tensorflow']}, Keras "
           f"{env['keras']}, torch {env['torch']}; load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -682,11 +872,10 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(f"skipped (no bf16 on this CPU): {skipped}")
 
-    repeat = 4 if args.quick else 8
     results, mm_timings = run_modes(
         modes, config, args.batch, args.latency_sizes, args.warmup, args.reps,
-        matmul_calls(args.matmul_n, repeat, bf16),
-        lambda line: print(f"  {line}  [load {os.getloadavg()[0]:.2f}]", flush=True))
+        tf_matmul_calls(args.matmul_n, repeat, bf16),
+        lambda line: print(f"  {line}  [load {os.getloadavg()[0]:.2f}]", flush=True), worker)
     matmul = matmul_summary(mm_timings, args.matmul_n, repeat)
     peaks = matmul["peak_gflops"]
 
@@ -721,7 +910,9 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_over_train": pipeline_over_train,
         "pipeline_over_train_nocache": pipeline_over_train_nocache,
         "ratios": ratios, "ratios_fp32": ratios_fp32, "targets": target_rows,
-        "peak_rss_mib": round(peak_rss_mib(), 1), "load_avg_end": os.getloadavg(),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_rss_mib_torch_process": worker.rss() if worker else None,
+        "load_avg_end": os.getloadavg(),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print()
@@ -731,7 +922,8 @@ def main(argv: list[str] | None = None) -> int:
           f" float32 {peaks['float32']}, bfloat16 {peaks['bfloat16']} GFLOP/s (best single call "
           f"{matmul['best_gflops']['float32']}, {matmul['best_gflops']['bfloat16']})")
     print(f"training: {flops / 1e9:.1f} GFLOP per image (analytic); peak RSS "
-          f"{report['peak_rss_mib']:.0f} MiB; load average at end "
+          f"{report['peak_rss_mib']:.0f} MiB (Keras process), "
+          f"{report['peak_rss_mib_torch_process']} MiB (PyTorch process); load average at end "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} on {env['cores']} cores "
           "(a loaded machine makes every number pessimistic)")
     for row in target_rows:

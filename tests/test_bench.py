@@ -51,3 +51,36 @@ def test_size_agnostic_config_and_bad_sizes():
         forward_flops(cfg)
     with pytest.raises(ValueError, match="multiples of 16"):
         forward_flops(cfg, 100, 100)
+
+
+def test_bench_smoke_runs_every_framework_to_the_end(tmp_path):
+    """benchmarks/bench.py end to end on a tiny config, one timed call per mode: Keras here,
+    PyTorch in its own worker process (torch 2.14.1 segfaulted when its optimizer loaded
+    Triton into the process holding TensorFlow). A crash anywhere fails this test."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "bench.py"), "--size", "32",
+         "--base-filters", "4", "--depth", "2", "--batch", "1", "--warmup", "1", "--reps", "1",
+         "--latency-sizes", "32", "--matmul-n", "64", "--modes", "keras-fp32,torch-fp32",
+         "--torch-threads", "1", "--intra-threads", "1", "--inter-threads", "1",
+         "--no-pipeline", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=repo,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for mode in ("keras-fp32", "torch-fp32"):
+        m = report["modes"][mode]
+        assert "error" not in m, m
+        assert len(m["train"]["seconds"]) == 1 and m["train"]["images_per_s"] > 0
+        assert len(m["infer"]["seconds"]) == 1 and m["latency"]["32"]["median_s"] > 0
+    assert {"matmul-float32-tensorflow", "matmul-float32-torch"} <= set(report["matmul"]["calls"])
+    assert report["env"]["torch"] and report["env"]["torch_process_imported_tensorflow"] is False
+    assert report["ratios"]["train"] > 0 and report["peak_rss_mib_torch_process"] > 0
+    assert "ratios fastest keras / fastest torch" in proc.stdout
