@@ -25,7 +25,7 @@ from unet_keras.data.readers import (
     read_mask_bytes,
     read_slice,
 )
-from unet_keras.data.records import DataError, Slice, binarize_mask
+from unet_keras.data.records import MAX_SIDE, MIN_SIDE, DataError, Slice, binarize_mask, check_image
 from unet_keras.data.splits import (
     SPLIT_BY,
     default_split_by,
@@ -39,12 +39,15 @@ SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 __all__ = [
     "FORMATS",
+    "MAX_SIDE",
+    "MIN_SIDE",
     "SAMPLE_DIR",
     "SPLIT_BY",
     "DataError",
     "Slice",
     "augment_pair",
     "binarize_mask",
+    "check_image",
     "default_split_by",
     "detect_format",
     "kfold_records",
