@@ -149,12 +149,85 @@ def test_resume_after_sigkill_continues_without_gaps_or_duplicates(tmp_path: Pat
         proc.wait(timeout=30)
     done_before = len(history_epochs(run / "history.csv"))
     assert 2 <= done_before < 4
-    resumed = run_cli("train.py", "--resume", "--output", str(run), "--epochs", "4")
+    # No --epochs: every setting comes from the run's config.json (4 epochs, not the default)
+    resumed = run_cli("train.py", "--resume", "--output", str(run))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert history_epochs(run / "history.csv") == [0, 1, 2, 3]
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 4
     assert (run / "model.keras").is_file() and not (run / "backup").exists()
-    again = run_cli("train.py", "--resume", "--output", str(run))
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    again = run_cli("train.py", "--resume", "--output", str(run), "--epochs", "6")
     assert again.returncode == 2 and "nothing to resume" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    # a refused resume changes no file
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def _kill_after_two_epochs(run: Path, *extra: str) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = [sys.executable, str(REPO / "train.py"), "--epochs", "6", *TINY, "--image-size", "64",
+            "--batch-size", "2", *extra,
+            "--output", str(run)]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    meta = run / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if json.loads(meta.read_text())["epoch"] >= 2:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        assert proc.poll() is None, "training ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+
+
+def test_a_corrupt_backup_is_named_and_history_is_kept(tmp_path: Path):
+    run = tmp_path / "corrupt"
+    _kill_after_two_epochs(run)
+    history = (run / "history.csv").read_bytes()
+    assert history.count(b"\n") >= 3
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        path = run / "backup" / name
+        if path.exists():
+            path.write_text(path.read_text()[:5])  # truncated
+    proc = run_cli("train.py", "--resume", "--output", str(run))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "training_metadata.json" in lines[0] and "--output" in lines[0]
+    assert (run / "history.csv").read_bytes() == history  # nothing truncated
+    # the same for the weights
+    run2 = tmp_path / "corrupt-weights"
+    _kill_after_two_epochs(run2)
+    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
+        path = run2 / "backup" / name
+        if path.exists():
+            path.write_bytes(path.read_bytes()[:100])
+    proc = run_cli("train.py", "--resume", "--output", str(run2))
+    assert proc.returncode == 2 and "latest.weights.h5" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--lr", "-1"], "--lr"),
+    (["--image-size", "0"], "--image-size"),
+    (["--image-size", "-16"], "--image-size"),
+    (["--image-size", "42"], "multiple of 2**depth"),
+    (["--val-fraction", "1.5"], "--val-fraction"),
+    (["--data", "/nonexistent/dataset"], "/nonexistent/dataset"),
+    (["--init-from", "/nonexistent/model.keras"], "/nonexistent/model.keras"),
+])
+def test_refused_starts_name_the_flag_and_leave_no_run_directory(tmp_path, flags, message):
+    run = tmp_path / "refused"
+    proc = run_cli("train.py", "--epochs", "1", *TINY[:-4], *flags, "--output", str(run))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+    assert not run.exists()
 
 
 def test_same_seed_gives_identical_histories(tmp_path: Path):
@@ -183,3 +256,41 @@ def test_config_file_and_flags_resolve_in_order(tmp_path: Path):
     with pytest.raises(ValueError, match="unknown training options"):
         path.write_text(json.dumps({"epochz": 3}))
         resolve_config(["--config", str(path)])
+
+
+def test_patch_training_with_a_step_budget_stores_size_threshold_and_lineage(
+        tmp_path: Path, trained_run: Path):
+    from unet_keras.model_meta import read_model_meta
+
+    run = tmp_path / "patches"
+    proc = run_cli("train.py", "--epochs", "50", *TINY, "--patch-size", "16", "--steps", "9",
+                   "--schedule", "cosine", "--loss", "bce_dice", "--augment-scale", "0.1",
+                   "--augment-gamma", "0.2", "--augment-noise", "0.02", "--mixed-precision",
+                   "auto", "--output", str(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "precision auto:" in proc.stdout
+    with (run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    # 23 training slices / batch 4 -> 6 steps an epoch; the budget of 9 ends epoch 2 early
+    assert [float(r["steps"]) for r in rows] == [6.0, 9.0]
+    assert float(rows[-1]["lr"]) < 0.1 * 1e-3  # the cosine has decayed to near 0
+    meta = read_model_meta(run / "model.keras")
+    chosen = json.loads((run / "threshold.json").read_text())
+    assert meta.image_size == 32 and meta.threshold == chosen["threshold"]
+    assert meta.arch["input_shape"] == [None, None, 3]  # size-free: trained on patches
+    import keras
+
+    assert keras.models.load_model(run / "model.keras").input_shape == (None, None, None, 3)
+    # a second sitting starts from those weights and records where it came from
+    again = tmp_path / "again"
+    proc = run_cli("train.py", "--epochs", "1", *TINY, "--patch-size", "16",
+                   "--init-from", str(run / "model.keras"), "--output", str(again))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lineage = json.loads((again / "config.json").read_text())["lineage"]
+    assert lineage[0]["run"] == str(run) and lineage[-1]["init_from"] == str(run / "model.keras")
+    # ... but only into the same network
+    proc = run_cli("train.py", "--epochs", "1", *TINY, "--base-filters", "8",
+                   "--init-from", str(trained_run / "model.keras"),
+                   "--output", str(tmp_path / "other"))
+    assert proc.returncode == 2 and "base_filters" in proc.stderr
+    assert not (tmp_path / "other").exists()

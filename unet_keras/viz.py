@@ -68,6 +68,14 @@ def overlay(image: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1),
     return np.clip(rgb, 0.0, 1.0)
 
 
+def _mask_note(mask: np.ndarray) -> str | None:
+    """``"empty"`` for a mask without tumour, ``"all tumour (N%)"`` when over half is tumour."""
+    share = float(np.mean(np.asarray(mask) > 0))
+    if share == 0:
+        return "empty"
+    return f"all tumour ({100 * share:.0f}%)" if share > 0.5 else None
+
+
 def plot_examples(images: np.ndarray, truths: np.ndarray, preds: np.ndarray,
                   titles: Sequence[str], path: str | os.PathLike) -> None:
     """One row per case: image, truth, prediction, overlay (truth green, prediction red).
@@ -84,7 +92,16 @@ def plot_examples(images: np.ndarray, truths: np.ndarray, preds: np.ndarray,
                                  ("image", "truth", "prediction", "overlay"), strict=True):
             ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1)
             ax.set_title(f"{name}: {title}" if name == "image" else name, fontsize=9)
-            ax.axis("off")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            note = _mask_note(pic) if name in ("truth", "prediction") else None
+            if note:  # an empty or all-tumour mask is easy to misread as an image: say so
+                ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center",
+                        color="tab:red", fontsize=12, fontweight="bold",
+                        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "tab:red"})
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:red" if note else "0.6")
+                spine.set_linewidth(2 if note else 0.5)
     _save(fig, path)
 
 
@@ -115,4 +132,20 @@ def plot_dice_by_size(by_size: dict[str, dict], path: str | os.PathLike, title: 
     ax.set_xlabel("tumour share of the slice")
     ax.set_ylabel("mean Dice per image")
     ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_val_dice_vs_minutes(histories: dict[str, Sequence[dict[str, float]]],
+                             path: str | os.PathLike) -> None:
+    """Validation Dice (pooled, as logged) against training minutes, one line per run; each
+    history needs the ``minutes`` column that budgeted runs log."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, rows in histories.items():
+        rows = [r for r in rows if "minutes" in r and "val_dice_coef" in r]
+        ax.plot([r["minutes"] for r in rows], [r["val_dice_coef"] for r in rows], label=name)
+    ax.set_xlabel("training minutes (wall clock, this CPU)")
+    ax.set_ylabel("validation Dice (pooled)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)

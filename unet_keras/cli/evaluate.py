@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-masks", action="store_true", help="write predicted masks as PNG")
     p.add_argument("--runs", nargs="+", metavar="RUN",
                    help="aggregate evaluated runs (seeds/folds): mean±std across runs")
+    p.add_argument("--plot-minutes", metavar="PNG",
+                   help="with --runs: plot each run's validation Dice against its training "
+                        "minutes into this file")
     return p
 
 
@@ -51,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     from unet_keras import evaluation
 
     if args.runs:
+        if args.plot_minutes:
+            from unet_keras import viz
+            from unet_keras.training import read_history
+
+            viz.plot_val_dice_vs_minutes(
+                {run: read_history(f"{run}/history.csv") for run in args.runs},
+                args.plot_minutes)
+            print(f"wrote {args.plot_minutes}")
+            return 0
         table = evaluation.aggregate_runs(args.runs)
         print(json.dumps(table, indent=2))
         return 0

@@ -81,7 +81,8 @@ def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="a named recipe applied before --config and the flags: paper "
-                             "(the defaults) or cpu (the bundled model's recipe)")
+                             "(the defaults), cpu (the bundled model's recipe) or quickstart "
+                             "(90 seconds on the bundled sample)")
     parser.add_argument("--config", help="JSON file with any of the options below")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
