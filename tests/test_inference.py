@@ -177,3 +177,26 @@ def test_inference_model_rejects_an_unknown_precision(trained_like):
 def test_predict_batch_rejects_a_bad_batch(flexible_model, batch_size, n, message):
     with pytest.raises(ValueError, match=message):
         predict_batch(flexible_model, np.zeros((n, 16, 16, 3), np.float32), batch_size)
+
+
+def test_a_model_file_s_working_size_and_threshold_are_used(tmp_path):
+    from unet_keras.inference import decision_threshold, load_model
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+    from unet_keras.predict import segment_images
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    path = tmp_path / "m.keras"
+    build_unet(arch).save(path)
+    assert decision_threshold(load_model(path)) == 0.5  # no metadata: 0.5, padded input
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=32, threshold=0.3))
+    model = load_model(path)
+    assert decision_threshold(model) == 0.3
+    image = np.random.default_rng(0).random((64, 48), dtype=np.float32)
+    probs = predict_any_size(model, image)
+    small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)[None, ..., None]
+    expected = cv2.resize(np.asarray(model.predict_on_batch(small))[0, ..., 0], (48, 64),
+                          interpolation=cv2.INTER_LINEAR)
+    assert probs.shape == (64, 48)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    (_, p, mask), = segment_images(model, [image])
+    np.testing.assert_array_equal(mask, (p >= 0.3).astype(np.uint8))

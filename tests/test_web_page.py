@@ -259,3 +259,19 @@ def test_page_says_research_only_and_links_the_card(client):
     for field in ("segment-error", "dice-error", "batch-error"):
         assert f'id="{field}"' in html
     assert 'id="batch-input" multiple' in html and "webkitdirectory" in html
+
+
+def test_the_page_uses_the_model_s_own_threshold(tmp_path):
+    from unet_keras.config import ArchConfig
+    from unet_keras.model import build_unet
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    arch = ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)
+    path = tmp_path / "run" / "model.keras"
+    path.parent.mkdir()
+    build_unet(arch).save(path)
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=64, threshold=0.35))
+    with TestClient(create_app(path)) as c:
+        assert c.get("/api/model").json()["threshold"] == 0.35
+    with TestClient(create_app(path, threshold=0.6)) as c:
+        assert c.get("/api/model").json()["threshold"] == 0.6

@@ -13,6 +13,8 @@ convolutions, optional bfloat16 compute and XLA); :func:`predict_batch` runs it 
 
 from __future__ import annotations
 
+import os
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -28,6 +30,32 @@ BUNDLED_RUN = Path(__file__).resolve().parent.parent / "saved_models" / "sample"
 BUNDLED_MODEL = BUNDLED_RUN / "model.keras"
 
 
+def check_keras_file(path: str | os.PathLike) -> Path:
+    """Make sure ``path`` is a complete ``.keras`` archive before Keras reads it (Keras
+    reports a truncated one as "File not found").
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: truncated or corrupt archive, or not a Keras archive (the path first).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: truncated or corrupt .keras file (not a complete zip "
+                         f"archive: {exc})") from None
+    if broken is not None:
+        raise ValueError(f"{path}: truncated or corrupt .keras file ({broken} fails its "
+                         "checksum)")
+    if "config.json" not in names:
+        raise ValueError(f"{path}: not a Keras .keras file (no config.json inside)")
+    return path
+
+
 def load_model(path: str | Path | None = None) -> keras.Model:
     """Load a ``.keras`` model, or ``model.keras`` of a run directory; default: the bundled one.
 
@@ -39,8 +67,7 @@ def load_model(path: str | Path | None = None) -> keras.Model:
     path = Path(path) if path is not None else BUNDLED_MODEL
     if path.is_dir():
         path = path / "model.keras"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: model file not found")
+    check_keras_file(path)
     try:
         model = keras.models.load_model(path)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported as bad input

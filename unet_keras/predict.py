@@ -11,7 +11,6 @@ unless ``overwrite`` is set.
 from __future__ import annotations
 
 import os
-import zipfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
@@ -22,7 +21,13 @@ import numpy as np
 from unet_keras.atomic import atomic_path
 from unet_keras.data import read_image_file
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import BUNDLED_MODEL, inference_model, load_model, predict_any_size
+from unet_keras.inference import (
+    BUNDLED_MODEL,
+    decision_threshold,
+    inference_model,
+    load_model,
+    predict_any_size,
+)
 from unet_keras.model import arch_config_of
 from unet_keras.viz import encode_png, overlay
 
@@ -86,32 +91,6 @@ def model_file(model_path: str | os.PathLike | None = None) -> Path:
     return path / "model.keras" if path.is_dir() else path
 
 
-def check_keras_file(path: str | os.PathLike) -> Path:
-    """Make sure ``path`` is a complete ``.keras`` archive before Keras reads it (Keras
-    reports a truncated one as "File not found").
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: truncated or corrupt archive, or not a Keras archive (the path first).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            broken = archive.testzip()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{path}: truncated or corrupt .keras file (not a complete zip "
-                         f"archive: {exc})") from None
-    if broken is not None:
-        raise ValueError(f"{path}: truncated or corrupt .keras file ({broken} fails its "
-                         "checksum)")
-    if "config.json" not in names:
-        raise ValueError(f"{path}: not a Keras .keras file (no config.json inside)")
-    return path
-
-
 def load_unet(model_path: str | os.PathLike | None = None) -> keras.Model:
     """Load a trained U-Net (``.keras`` file, run directory, or the bundled model when
     ``None``); every error names the file.
@@ -120,7 +99,7 @@ def load_unet(model_path: str | os.PathLike | None = None) -> keras.Model:
         FileNotFoundError: no model file.
         ValueError: a truncated/corrupt file, or a Keras model that is not a unet_keras U-Net.
     """
-    path = check_keras_file(model_file(model_path))
+    path = model_file(model_path)
     model = load_model(path)
     try:
         arch_config_of(model)
@@ -129,15 +108,17 @@ def load_unet(model_path: str | os.PathLike | None = None) -> keras.Model:
     return model
 
 
-def segment_images(model: keras.Model, images: Sequence[np.ndarray], threshold: float = 0.5,
-                   tta: bool = False, batch_size: int = 8
+def segment_images(model: keras.Model, images: Sequence[np.ndarray],
+                   threshold: float | None = None, tta: bool = False, batch_size: int = 8
                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Raw slices (any sizes, dtypes, 1 or 3 channels) -> per slice ``(x, probs, mask)``.
 
     ``x``: the preprocessed image ``(H, W, C)`` in [0, 1]; ``probs``: ``(H, W)`` float32;
     ``mask``: ``(H, W)`` uint8 0/1, all at that slice's own H, W. Slices of equal size go
-    through the model together, ``batch_size`` per forward pass.
+    through the model together, ``batch_size`` per forward pass. ``threshold``: default the
+    model's own (:func:`~unet_keras.inference.decision_threshold`).
     """
+    threshold = decision_threshold(model) if threshold is None else threshold
     channels = model.input_shape[-1]
     xs = [preprocess_image(image, size=None, channels=channels) for image in images]
     by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -159,7 +140,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
-                  threshold: float = 0.5, tta: bool = False, precision: str = "float32",
+                  threshold: float | None = None, tta: bool = False, precision: str = "float32",
                   jit_compile: bool = False, batch_size: int = 8,
                   relative: Sequence[str | os.PathLike] | None = None,
                   overwrite: bool = False) -> Iterator[dict]:

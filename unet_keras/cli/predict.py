@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", default="predictions", help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace output files left by an earlier run (default: refuse)")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
+    p.add_argument("--threshold", type=float,
+                   help="probability threshold (default: the model's own, chosen on its "
+                        "validation split; 0.5 for older models)")
     p.add_argument("--tta", action="store_true", help="average over flips")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                    help="compute precision; bfloat16 is about 2x faster on CPUs with "

@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="a .keras file or run directory (default: bundled model)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
+    p.add_argument("--threshold", type=float,
+                   help="probability threshold (default: the model's own, chosen on its "
+                        "validation split; 0.5 for older models)")
     p.add_argument("--max-upload-mb", type=float, default=20.0,
                    help="largest request body accepted (all files together), MB")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                         "AVX512_BF16 or AMX")
     p.add_argument("--xla", action="store_true", help="compile the forward pass with XLA")
     args = p.parse_args(argv)
-    if not 0.0 < args.threshold < 1.0:
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     app = web_app.create_app(args.model, threshold=args.threshold,
                              max_upload_bytes=int(args.max_upload_mb * 2**20),
                              precision=args.precision, jit_compile=args.xla)
-    print(f"unet-serve: model {app.state.model_path}; open http://{args.host}:{args.port}/",
+    print(f"unet-serve: model {app.state.model_path} (threshold {app.state.threshold:.2f}); "
+          f"open http://{args.host}:{args.port}/",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

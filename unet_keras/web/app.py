@@ -38,8 +38,9 @@ from starlette.concurrency import run_in_threadpool
 from unet_keras import __version__, dice_per_image, iou_per_image
 from unet_keras.data import DataError, read_image_bytes, read_mask_bytes
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import BUNDLED_MODEL, inference_model, load_model
+from unet_keras.inference import BUNDLED_MODEL, decision_threshold, inference_model
 from unet_keras.model import arch_config_of
+from unet_keras.predict import load_unet
 from unet_keras.web.model_info import MODEL_CARD, model_card_text, run_dir_of, run_name, run_record
 from unet_keras.web.rendering import outlined_overlay, png_data_url, to_uint8
 from unet_keras.web.segmenter import Segmenter
@@ -98,12 +99,11 @@ class DiceOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
-    model_path: str
+    run_name: str = Field(description="the model's run: the name of the folder holding it")
     pending: int = Field(description="slices waiting for the model")
 
 
 class ModelOut(BaseModel):
-    model_path: str
     run_name: str = Field(description="the model's run: the name of the folder holding it")
     model_card_url: str = Field(description="where the page links the run's model card")
     architecture: dict[str, Any] = Field(description="ArchConfig of the served model")
@@ -135,7 +135,7 @@ def _multipart(fields: dict[str, str], required: list[str]) -> dict[str, Any]:
                             "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
+def create_app(model_path: str | Path | None = None, *, threshold: float | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_side: int = DEFAULT_MAX_SIDE, max_batch: int = 8,
                precision: str = "float32", jit_compile: bool = False) -> FastAPI:
@@ -144,7 +144,8 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
     Args:
         model_path: a ``.keras`` file or a run directory holding ``model.keras``; default: the
             bundled sample model. Loaded now, so a bad path fails here, naming the path.
-        threshold: probability cut-off for the predicted mask.
+        threshold: probability cut-off for the predicted mask; default: the model's own
+            (chosen on its validation split), else 0.5.
         max_upload_bytes: request body limit (all files of a request together); past it, 413.
         max_side: largest accepted slice height or width in pixels; past it, 422.
         max_batch: most slices per forward pass (see :class:`Segmenter`).
@@ -152,11 +153,11 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
             :func:`unet_keras.inference.inference_model`).
     """
     source = Path(model_path) if model_path is not None else BUNDLED_MODEL
-    model = load_model(source)
+    model = load_unet(source)
+    threshold = decision_threshold(model) if threshold is None else threshold
     channels = int(model.input_shape[-1])
     run_dir = run_dir_of(source)
     info = ModelOut(
-        model_path=str(source.resolve()),
         run_name=run_name(source),
         model_card_url="/model-card",
         architecture=arch_config_of(model).to_dict(),
@@ -180,7 +181,8 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
     # No /docs or /redoc: their pages load scripts from a CDN. The schema is /openapi.json.
     app = FastAPI(title="unet-keras", version=__version__, lifespan=lifespan,
                   description=__doc__, docs_url=None, redoc_url=None)
-    app.state.model_path = info.model_path
+    app.state.model_path = str(source.resolve())  # for the server's log, never sent
+    app.state.threshold = threshold
 
     @app.exception_handler(UploadError)
     async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
@@ -193,7 +195,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
     def decode_image(upload: Upload) -> np.ndarray:
         """Upload -> the model's input ``(H, W, channels)`` float32 in [0, 1]."""
         check_type(upload)
-        raw = read_image_bytes(upload.data, upload.filename)
+        raw = read_image_bytes(upload.data, upload.filename, max_side=max_side)
         if max(raw.shape[:2]) > max_side:
             raise UploadError(422, f"{upload.filename}: the slice is {raw.shape[1]}x"
                                    f"{raw.shape[0]} pixels; the limit is {max_side} a side")
@@ -202,7 +204,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
     def decode_mask(upload: Upload) -> np.ndarray:
         """Upload -> ``(H, W)`` uint8 0/1."""
         check_type(upload)
-        return read_mask_bytes(upload.data, upload.filename)
+        return read_mask_bytes(upload.data, upload.filename, max_side=max_side)
 
     async def probabilities(x: np.ndarray) -> np.ndarray:
         return await asyncio.wrap_future(segmenter.submit(x))
@@ -299,7 +301,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float = 0.5,
     @app.get("/api/health", response_model=HealthOut)
     async def health() -> HealthOut:
         """Liveness: the model is loaded and the worker takes requests."""
-        return HealthOut(status="ok", model_path=info.model_path, pending=segmenter.pending())
+        return HealthOut(status="ok", run_name=info.run_name, pending=segmenter.pending())
 
     @app.get("/api/model", response_model=ModelOut)
     async def model_info() -> ModelOut:
