@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+#: ``--strategy`` choices, see :func:`select_strategy`.
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 # What a collective op raises when a peer process died or became unreachable.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,

@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from unet_keras import data as data_lib
 from unet_keras.atomic import write_text_atomic
@@ -64,6 +65,9 @@ SIZE_BINS = (("<0.5%", 0.0, 0.005), ("0.5-1%", 0.005, 0.01), ("1-2%", 0.01, 0.02
              ("2-5%", 0.02, 0.05), (">=5%", 0.05, 1.01))
 #: A slice with Dice below this counts as a miss.
 MISS_DICE = 0.1
+#: Slices per progress-bar step of :func:`predict_split` (a multiple of ``predict_batch``'s
+#: batch of 8, so the forward passes are the same with or without a bar).
+PROGRESS_CHUNK = 32
 #: Thresholds tried when choosing the decision threshold on the validation split.
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
 
@@ -159,14 +163,32 @@ def to_native(probs: np.ndarray, slices: Sequence[data_lib.Slice]) -> list[np.nd
     return out
 
 
+def predict_split(model: keras.Model, images: np.ndarray, tta: bool = False,
+                  progress: bool = False, desc: str = "predicting") -> np.ndarray:
+    """:func:`~unet_keras.inference.predict_batch` of ``images``, :data:`PROGRESS_CHUNK` at a
+    time; with ``progress`` a tqdm bar over the slices goes to stderr when that is a terminal
+    (cleared when done)."""
+    if len(images) == 0:
+        return predict_batch(model, images, tta=tta)  # its error for an empty split
+    parts = []
+    with tqdm(total=len(images), desc=desc, unit="slice", leave=False,
+              disable=None if progress else True) as bar:  # None: only on a terminal
+        for start in range(0, len(images), PROGRESS_CHUNK):
+            parts.append(predict_batch(model, images[start:start + PROGRESS_CHUNK], tta=tta))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts)
+
+
 def split_probabilities(model: keras.Model, slices: Sequence[data_lib.Slice],
                         images: np.ndarray, masks: np.ndarray, resolution: str = "native",
-                        tta: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                        tta: bool = False, progress: bool = False, desc: str = "predicting"
+                        ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(truths, probs)``: binary truth masks and tumour probabilities of a split, at each
-    slice's own size (``native``) or at the working size of ``images`` (``model``)."""
+    slice's own size (``native``) or at the working size of ``images`` (``model``); with
+    ``progress`` a bar (:func:`predict_split`) labelled ``desc``."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
-    probs = predict_batch(model, images, tta=tta)
+    probs = predict_split(model, images, tta, progress, desc)
     if resolution == "model":
         return list((masks[..., 0] >= 0.5).astype(np.uint8)), list(probs)
     return [s.mask for s in slices], to_native(probs, slices)
@@ -184,8 +206,10 @@ def choose_threshold(truths: Sequence[np.ndarray], probs: Sequence[np.ndarray],
 
 def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images: np.ndarray,
                    masks: np.ndarray, threshold: float = 0.5, resolution: str = "native",
-                   tta: bool = False, min_size: int = 64) -> tuple[dict, dict, list, list]:
-    """Score one split with and without post-processing.
+                   tta: bool = False, min_size: int = 64, progress: bool = False,
+                   desc: str = "predicting") -> tuple[dict, dict, list, list]:
+    """Score one split with and without post-processing (``progress``, ``desc``: see
+    :func:`split_probabilities`).
 
     Returns ``(metrics, per_image, truth, pred)``: ``metrics`` has the Table-1 numbers at
     ``threshold`` (per image, pooled, per patient, median, share of misses), Dice by tumour
@@ -193,7 +217,8 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     Dice (per-image mean and pooled) after each cumulative post-processing step;
     ``per_image`` is :func:`per_image_scores`; ``truth`` and ``pred`` the binary masks.
     """
-    truth, probs = split_probabilities(model, slices, images, masks, resolution, tta)
+    truth, probs = split_probabilities(model, slices, images, masks, resolution, tta,
+                                       progress, desc)
     pred = [(p >= threshold).astype(np.uint8) for p in probs]
     per_image = per_image_scores(truth, pred)
     metrics = score_split(truth, pred, [s.patient_id for s in slices], per_image)
@@ -219,7 +244,7 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
              data: str | None = None, format: str = "auto", output: str | os.PathLike | None = None,
              tta: bool = False, image_size: int = 256, save_masks: bool = False,
              min_size: int = 64, resolution: str = "native", threshold: float | None = None,
-             log=print) -> dict:
+             log=print, progress: bool = False) -> dict:
     """Evaluate a run (its config and split) or a model on a data folder (split ``all``).
 
     Slices are scored at ``resolution`` (:data:`RESOLUTIONS`; default ``native``: each at its
@@ -228,7 +253,8 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
     ``<model dir>/eval``): ``metrics.json``, ``table1.md``, ``per_image.csv``,
     ``examples_<split>.png`` (best, median, worst), ``dice_hist_<split>.png``,
     ``dice_by_size_<split>.png`` and, with ``save_masks``, ``masks/<split>/<id>.png`` (0/255 at
-    the evaluated resolution). Returns the metrics dict.
+    the evaluated resolution). With ``progress``, tqdm bars over the files read and the slices
+    of each split go to stderr when that is a terminal. Returns the metrics dict.
     """
     from unet_keras import viz
 
@@ -250,7 +276,7 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         model = load_model(Path(model_path))
         channels = model.input_shape[-1]
         size = working_size(model, image_size)
-        slices = data_lib.read_dataset(data, format=format)
+        slices = data_lib.read_dataset(data, format=format, progress=progress)
         split = {"all": list(range(len(slices)))}
         arrays = {"all": data_lib.load_arrays(slices, size, channels)}
         output = Path(output) if output else Path(model_path).parent / "eval"
@@ -262,7 +288,8 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
     for name, (images, masks) in arrays.items():
         chosen = [slices[i] for i in split[name]]
         metrics, per_image, truth, pred = evaluate_split(
-            model, chosen, images, masks, threshold, resolution, tta, min_size)
+            model, chosen, images, masks, threshold, resolution, tta, min_size, progress,
+            f"{name} split")
         results[name] = metrics
         dice = per_image["dice"]
         share = tumour_share(truth)

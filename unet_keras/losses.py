@@ -47,9 +47,12 @@ class BCEDiceLoss(keras.losses.Loss):
         return {**super().get_config(), "smooth": self.smooth}
 
 
+#: The losses by name (``--loss``): ``dice`` is the paper's negative Dice.
+LOSSES: dict[str, type[keras.losses.Loss]] = {"dice": DiceLoss, "bce_dice": BCEDiceLoss}
+
+
 def get_loss(name: str, smooth: float = 1.0) -> keras.losses.Loss:
-    """``"dice"`` (the paper's) or ``"bce_dice"``."""
-    losses = {"dice": DiceLoss, "bce_dice": BCEDiceLoss}
-    if name not in losses:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(losses)}")
-    return losses[name](smooth=smooth)
+    """The loss named ``name`` in :data:`LOSSES`: ``"dice"`` (the paper's) or ``"bce_dice"``."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    return LOSSES[name](smooth=smooth)

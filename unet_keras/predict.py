@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from unet_keras.atomic import atomic_path
 from unet_keras.data import read_image_file
@@ -143,7 +144,7 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
                   threshold: float | None = None, tta: bool = False, precision: str = "float32",
                   jit_compile: bool = False, batch_size: int = 8,
                   relative: Sequence[str | os.PathLike] | None = None,
-                  overwrite: bool = False) -> Iterator[dict]:
+                  overwrite: bool = False, progress: bool = False) -> Iterator[dict]:
     """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}`` in the
     order of ``files``.
 
@@ -153,7 +154,9 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
     equal-size slices sharing forward passes. A file that cannot be read raises its error
     (naming the file) after the files read before it have been written; nothing is written
     for it. ``precision`` and ``jit_compile`` set up the model (see
-    :func:`~unet_keras.inference.inference_model`).
+    :func:`~unet_keras.inference.inference_model`). With ``progress`` a tqdm bar over the
+    files goes to stderr when that is a terminal (cleared when done; print beside it with
+    ``tqdm.write``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -167,18 +170,21 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
         done = [_write_outputs(f, x, mask, paths)
                 for (f, _, paths), (x, _, mask) in zip(pending, results, strict=True)]
         pending.clear()
+        bar.update(len(done))
         yield from done
 
-    for f, paths in zip(files, plan, strict=True):
-        try:
-            pending.append((f, read_image_file(f), paths))
-        except Exception:
+    with tqdm(total=len(files), desc="segmenting", unit="file", leave=False,
+              disable=None if progress else True) as bar:  # None: only on a terminal
+        for f, paths in zip(files, plan, strict=True):
+            try:
+                pending.append((f, read_image_file(f), paths))
+            except Exception:
+                yield from flush()
+                raise
+            if len(pending) == batch_size:
+                yield from flush()
+        if pending:
             yield from flush()
-            raise
-        if len(pending) == batch_size:
-            yield from flush()
-    if pending:
-        yield from flush()
 
 
 def _write_outputs(f: Path, x: np.ndarray, mask: np.ndarray, paths: tuple[Path, Path]) -> dict:

@@ -51,6 +51,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -112,9 +113,15 @@ class RunResult:
     best_val_dice: float
 
 
+#: The optimizers :func:`make_optimizer` builds (``--optimizer``).
+OPTIMIZERS = ("adam", "sgd")
+
+
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
     """Adam, or SGD with (Nesterov-free) momentum, at ``cfg.lr``; with ``cfg.ema`` > 0 the
     optimizer also keeps an exponential moving average of the weights (momentum ``ema``)."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {OPTIMIZERS}")
     ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum, **ema)
@@ -379,21 +386,35 @@ def _export_split(export: tfrecord.TFRecordExport, cfg: TrainConfig, run_dir: Pa
     return export.split_ids()
 
 
-def train(cfg: TrainConfig, log=print) -> RunResult:
+def fit_verbosity(quiet: bool = False, stream=None) -> int:
+    """``verbose`` of ``model.fit``: 0 (nothing) when ``quiet``; 1 (Keras' progress bar with
+    ETA) when ``stream`` (default ``sys.stdout``) is a terminal; else 2 (one line per epoch,
+    so logs written to files stay clean)."""
+    if quiet:
+        return 0
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2
+
+
+def train(cfg: TrainConfig, log=print, quiet: bool = False) -> RunResult:
     """Run a full training as configured; see the module docstring for the outputs.
 
-    In a multi-worker cluster (``TF_CONFIG``) only the chief writes ``cfg.output``; every other
-    worker works in a temporary directory, removed when it returns or fails.
+    Keras reports each epoch as :func:`fit_verbosity` says (``quiet``: not at all; ``log``
+    still gets the run's summary lines). In a multi-worker cluster (``TF_CONFIG``) only the
+    chief writes ``cfg.output``; every other worker works in a temporary directory, removed
+    when it returns or fails.
     """
     if is_chief():
-        return _train(cfg, check_run_dir(cfg), True, log)
+        return _train(cfg, check_run_dir(cfg), True, log, quiet)
     with tempfile.TemporaryDirectory(prefix="unet-keras-worker-") as scratch:
         log(f"{task_name()}: scratch {scratch} (removed at the end); the chief writes "
             f"{cfg.output}")
-        return _train(cfg, _prepare_worker_dir(cfg, Path(scratch)), False, log)
+        return _train(cfg, _prepare_worker_dir(cfg, Path(scratch)), False, log, quiet)
 
 
-def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
+def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log, quiet: bool = False
+           ) -> RunResult:
     """:func:`train` writing into ``run_dir`` (a non-chief worker: its temporary directory)."""
     arch = cfg.arch()
     if cfg.resume:
@@ -464,8 +485,8 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log) -> RunResult:
         # Also when nothing is left to run: BackupAndRestore then restores the weights.
         with peer_failures(cfg.output) if workers > 1 else contextlib.nullcontext():
             model.fit(train_ds, validation_data=None if replicas > 1 else val_ds,
-                      epochs=cfg.epochs, verbose=2, shuffle=False, steps_per_epoch=steps,
-                      callbacks=callbacks)
+                      epochs=cfg.epochs, verbose=fit_verbosity(quiet), shuffle=False,
+                      steps_per_epoch=steps, callbacks=callbacks)
         elapsed = time.time() - start
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -1,14 +1,45 @@
-"""What every CLI shares: bad input becomes one line on stderr and exit code 2."""
+"""What every CLI shares: bad input becomes one line on stderr and exit code 2; ``--help``
+texts that state each default once and read as plain text."""
 
 from __future__ import annotations
 
+import argparse
 import functools
+import re
 import sys
 from collections.abc import Callable
 
 from unet_keras._quiet import quiet_stderr
 
 EXIT_BAD_INPUT = 2
+
+
+class _StatedDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Append ``(default: X)`` to an option's help only where it says something: not when the
+    help already states its default (it mentions "default"), and not for a default of
+    ``None`` (an optional value left unset) or a ``store_true`` switch's ``False``."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if (action.default is None or action.default is argparse.SUPPRESS
+                or (action.default is False and action.const is True)  # store_true
+                or "default" in help_text.lower()):
+            return help_text
+        return super()._get_help_string(action)
+
+
+class HelpFormatter(_StatedDefaults, argparse.HelpFormatter):
+    """Every CLI's ``--help``: prose re-wrapped to the terminal, defaults stated once."""
+
+
+class RawDescriptionHelpFormatter(_StatedDefaults, argparse.RawDescriptionHelpFormatter):
+    """:class:`HelpFormatter` keeping the description's own lines (usage examples)."""
+
+
+def description(doc: str | None) -> str:
+    """A module docstring as ``--help`` text, with reStructuredText's double back-ticks
+    removed (the help shows --output where the docstring has it in back-ticks)."""
+    return re.sub(r"``(.+?)``", r"\1", doc or "", flags=re.DOTALL).strip()
 
 
 def quiet_tensorflow() -> None:

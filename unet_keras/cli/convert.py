@@ -18,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from unet_keras.cli.common import cli_errors, quiet_tensorflow
+from unet_keras.cli.common import (
+    RawDescriptionHelpFormatter,
+    cli_errors,
+    description,
+    quiet_tensorflow,
+)
 
 SUFFIX = {"pt": ".pt", "keras": ".keras"}
 SYNTHETIC_IMAGES = 4
@@ -122,8 +127,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="unet-convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="unet-convert", description=description(__doc__),
+                                formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("model", help="a .keras or .pt file, or a run directory")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--to", choices=sorted(SUFFIX), help="convert to this format")
@@ -136,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="parity: dataset folder (default: the bundled sample)")
     p.add_argument("--limit", type=int, help="parity: use at most this many slices")
     p.add_argument("--threshold", type=float, default=0.5,
-                   help="parity: probability threshold of the masks (default 0.5)")
+                   help="parity: probability threshold of the masks")
     p.add_argument("--tolerance", type=float, default=1e-4,
-                   help="parity: largest accepted max |diff| (default 1e-4)")
+                   help="parity: largest accepted max |diff|")
     args = p.parse_args(argv)
     return _parity(args) if args.parity else _convert(args)
 

@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 
-from unet_keras.cli.common import cli_errors, quiet_tensorflow
+from unet_keras.cli.common import HelpFormatter, cli_errors, quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
     quiet_tensorflow()
+    from unet_keras.data import FORMATS
     from unet_keras.evaluation import RESOLUTIONS
 
     p = argparse.ArgumentParser(
@@ -18,11 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per-split Dice, IoU and pixel accuracy (per image mean±std, pooled, per "
                     "patient), with and without post-processing; writes metrics.json, "
                     "table1.md, per_image.csv and figures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("run", nargs="?", help="run directory (uses its config.json and split.json)")
     p.add_argument("--model", help="a .keras model (with --data: evaluate it on a folder)")
     p.add_argument("--data", help="dataset to evaluate on; a plain folder is one split 'all'")
-    p.add_argument("--format", default="auto", choices=["auto", "figshare", "lgg", "folder"])
+    p.add_argument("--format", default="auto", choices=FORMATS, help="dataset format")
     p.add_argument("--output", help="where to write (default: the run dir, or <model dir>/eval)")
     p.add_argument("--image-size", type=int, default=256,
                    help="working size for a size-free model whose file does not store one")
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-minutes", metavar="PNG",
                    help="with --runs: plot each run's validation Dice against its training "
                         "minutes into this file")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (they are shown on stderr only when it is a terminal)")
     return p
 
 
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         model_path=args.model, run_dir=args.run, data=args.data, format=args.format,
         output=args.output, tta=args.tta, image_size=args.image_size,
         save_masks=args.save_masks, min_size=args.min_size, resolution=args.resolution,
-        threshold=args.threshold)
+        threshold=args.threshold, progress=not args.quiet)
     return 0
 
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path, PurePath
 
-from unet_keras.cli.common import cli_errors, quiet_tensorflow
+from unet_keras.cli.common import HelpFormatter, cli_errors, description, quiet_tensorflow
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".mat"}
 
@@ -52,8 +52,8 @@ def collect_inputs(paths: list[str], output: str | Path | None = None
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="unet-predict", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="unet-predict", description=description(__doc__),
+                                formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--model", help="a .keras file or run directory (default: bundled model)")
     p.add_argument("-o", "--output", default="predictions", help="output folder")
@@ -69,20 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--xla", action="store_true", help="compile the forward pass with XLA")
     p.add_argument("--batch-size", type=int, default=8,
                    help="files read at a time; equal-size slices share forward passes")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (it is shown on stderr only when that is a terminal)")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     inputs = collect_inputs(args.inputs, args.output)
     quiet_tensorflow()
+    from tqdm import tqdm
+
     from unet_keras.predict import segment_files
 
     for record in segment_files([f for f, _ in inputs], Path(args.output), model_path=args.model,
                                 threshold=args.threshold, tta=args.tta,
                                 precision=args.precision, jit_compile=args.xla,
                                 batch_size=args.batch_size,
-                                relative=[rel for _, rel in inputs], overwrite=args.overwrite):
-        print(f"{record['input']}: {record['area_px']} tumor px ({record['area_pct']:.2f}%) "
-              f"-> {record['mask']}")
+                                relative=[rel for _, rel in inputs], overwrite=args.overwrite,
+                                progress=not args.quiet):
+        # tqdm.write: the line goes above the bar instead of through it
+        tqdm.write(f"{record['input']}: {record['area_px']} tumor px "
+                   f"({record['area_pct']:.2f}%) -> {record['mask']}", file=sys.stdout)
     return 0
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unet_keras.cli.common import cli_errors, quiet_tensorflow
+from unet_keras.cli.common import HelpFormatter, cli_errors, description, quiet_tensorflow
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="unet-serve", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="unet-serve", description=description(__doc__),
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", help="a .keras file or run directory (default: bundled model)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind")
     p.add_argument("--port", type=int, default=8000, help="TCP port")

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import fields
 
-from unet_keras.cli.common import cli_errors, quiet_tensorflow
+from unet_keras.cli.common import HelpFormatter, cli_errors, description, quiet_tensorflow
 from unet_keras.config import PRECISION_MODES, PRESETS, SCHEDULES, TrainConfig, resume_config
 
 HELP = {
@@ -65,7 +65,9 @@ HELP = {
     "mixed_precision": "on = mixed_bfloat16, off = float32, auto = time both on a few steps "
                        "and train in the faster",
     "jit_compile": "compile the training step with XLA",
-    "strategy": "auto, one, mirrored (local devices) or multiworker (TF_CONFIG)",
+    "strategy": "auto = multiworker when TF_CONFIG describes a cluster, else mirrored when "
+                "several GPUs are visible, else one; mirrored = one replica per local device; "
+                "multiworker = the cluster in TF_CONFIG",
     "output": "run directory (default: saved_models/run-<date>-<time>)",
     "resume": "continue the run in --output from its last finished epoch",
 }
@@ -75,15 +77,28 @@ HELP = {
 KINDS = {"int": int, "float": float, "str": str, "str | None": str}
 
 
+def choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of the choice flags, from the modules that implement them."""
+    from unet_keras.data import FORMATS
+    from unet_keras.distribute import STRATEGIES
+    from unet_keras.losses import LOSSES
+    from unet_keras.training import OPTIMIZERS
+
+    return {"format": FORMATS, "loss": tuple(LOSSES), "optimizer": OPTIMIZERS,
+            "strategy": STRATEGIES, "mixed_precision": PRECISION_MODES, "schedule": SCHEDULES}
+
+
 def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="train.py", description="Train the brain-tumor U-Net (Keras).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="train.py", formatter_class=HelpFormatter,
+        description="Train the brain-tumor U-Net (Keras). "
+                    + description(__doc__).split("\n\n", 1)[1])
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="a named recipe applied before --config and the flags: paper "
                              "(the defaults), cpu (the bundled model's recipe) or quickstart "
                              "(90 seconds on the bundled sample)")
     parser.add_argument("--config", help="JSON file with any of the options below")
+    allowed_values = choices()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
@@ -91,15 +106,24 @@ def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                                 help=HELP[f.name])
             continue
-        choices = {"mixed_precision": PRECISION_MODES, "schedule": SCHEDULES}.get(f.name)
-        parser.add_argument(flag, type=KINDS[str(f.type)], default=default, choices=choices,
+        allowed = allowed_values.get(f.name)
+        parser.add_argument(flag, type=KINDS[str(f.type)], default=default, choices=allowed,
                             help=HELP[f.name])
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (by default: Keras' bar with ETA on a terminal, "
+                             "one line per epoch when the output goes to a file or pipe)")
     return parser
 
 
 def resolve_config(argv: list[str] | None) -> TrainConfig:
-    """Defaults <- ``--preset`` <- ``--config`` JSON <- command-line flags. With ``--resume``
-    the run's own ``config.json`` takes the place of the defaults and the preset, so only the
+    """The run's configuration from the command line (see :func:`resolve`)."""
+    return resolve(argv)[0]
+
+
+def resolve(argv: list[str] | None) -> tuple[TrainConfig, bool]:
+    """``(config, quiet)``: the configuration from defaults <- ``--preset`` <- ``--config``
+    JSON <- command-line flags, and whether ``--quiet`` was given. With ``--resume`` the run's
+    own ``config.json`` takes the place of the defaults and the preset, so only the
     flags given explicitly change it (e.g. ``--epochs`` to train longer)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
@@ -126,20 +150,21 @@ def resolve_config(argv: list[str] | None) -> TrainConfig:
     args = vars(build_parser(base).parse_args(argv))
     args.pop("config")
     args.pop("preset")
+    quiet = args.pop("quiet")
     if args["output"] is None:
         if args["resume"]:
             raise ValueError("--resume needs --output (the run directory to continue)")
         args["output"] = time.strftime("saved_models/run-%Y%m%d-%H%M%S")
-    return TrainConfig.from_dict(args)
+    return TrainConfig.from_dict(args), quiet
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
-    cfg = resolve_config(sys.argv[1:] if argv is None else argv)
+    cfg, quiet = resolve(sys.argv[1:] if argv is None else argv)
     quiet_tensorflow()
     from unet_keras.training import train
 
-    result = train(cfg)
+    result = train(cfg, quiet=quiet)
     print(f"done: {result.run_dir} (best val Dice {result.best_val_dice:.4f} at epoch "
           f"{result.best_epoch + 1}); evaluate with: python evaluate.py {result.run_dir}")
     return 0
