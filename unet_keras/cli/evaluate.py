@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from unet_keras.cli.common import HelpFormatter, cli_errors, quiet_tensorflow
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             from unet_keras.training import read_history
 
             viz.plot_val_dice_vs_minutes(
-                {run: read_history(f"{run}/history.csv") for run in args.runs},
+                {Path(run).name: read_history(Path(run) / "history.csv") for run in args.runs},
                 args.plot_minutes)
             print(f"wrote {args.plot_minutes}")
             return 0
