@@ -131,7 +131,7 @@ PRECISION_MODES = ("off", "on", "auto")
 #: ``paper`` is the paper's protocol (the defaults); ``cpu`` is the recipe of the bundled model
 #: (patches with foreground oversampling, warm-up + cosine over a 100-minute budget, the
 #: faster numeric mode of the machine at hand); see REPRODUCE.md. ``quickstart`` is that recipe
-#: shrunk to 90 seconds on the bundled sample (README's first command).
+#: shrunk to one minute of training on the bundled sample (README's first command).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": {
@@ -144,7 +144,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quickstart": {
         "image_size": 128, "base_filters": 16, "patch_size": 64, "foreground_fraction": 0.5,
         "batch_size": 16, "loss": "bce_dice", "lr": 2e-3, "schedule": "cosine",
-        "warmup": 0.05, "time_budget": 1.5, "epochs": 1000, "mixed_precision": "auto",
+        "warmup": 0.05, "time_budget": 1.0, "steps_per_epoch": 30, "epochs": 1000,
+        "mixed_precision": "auto",
     },
 }
 
@@ -157,6 +158,7 @@ def _flag(name: str) -> str:
 #: Integer settings and their smallest allowed value.
 _INT_MIN = {"epochs": 1, "batch_size": 1, "image_size": 1, "channels": 1, "base_filters": 1,
             "depth": 1, "lr_patience": 0, "early_stopping": 0, "patch_size": 0, "steps": 0,
+            "steps_per_epoch": 0,
             "seed": 0}
 #: Real-valued settings: (low, high, which ends are open "(" / closed "[").
 _REAL_RANGES = {
@@ -204,6 +206,7 @@ class TrainConfig:
     augment_gamma: float = 0.0
     augment_noise: float = 0.0
     patch_size: int = 0
+    steps_per_epoch: int = 0
     foreground_fraction: float = 0.33
     steps: int = 0
     time_budget: float = 0.0
@@ -257,6 +260,9 @@ class TrainConfig:
             if value and (value < multiple or value % multiple):
                 raise ValueError(f"{_flag(name)} must be a multiple of 2**depth = {multiple} "
                                  f"(depth {self.depth}), got {value}")
+        if self.steps_per_epoch and not self.patch_size:
+            raise ValueError(f"{_flag('steps_per_epoch')} applies to patch training "
+                             "(--patch-size); whole-slice epochs are one pass over the slices")
         if self.patch_size > self.image_size:
             raise ValueError(f"{_flag('patch_size')} must be at most --image-size "
                              f"({self.image_size}), got {self.patch_size}")

@@ -355,8 +355,9 @@ def _datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None, arrays: 
             augment=cfg.augment, scale=cfg.augment_scale, gamma=cfg.augment_gamma,
             noise=cfg.augment_noise, seed=cfg.seed)
         val_ds = data_lib.make_dataset(*arrays["val"], batch_size=cfg.batch_size, shuffle=False)
-        # An epoch shows as many patches as there are training slices.
-        return train_ds, val_ds, max(1, -(-len(images) // cfg.batch_size))
+        # An epoch shows as many patches as there are training slices, unless set.
+        return train_ds, val_ds, (cfg.steps_per_epoch
+                                  or max(1, -(-len(images) // cfg.batch_size)))
     if export is None:
         n_train = len(arrays["train"][0])
         train_ds = data_lib.make_dataset(*arrays["train"], batch_size=cfg.batch_size,

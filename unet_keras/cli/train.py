@@ -45,6 +45,8 @@ HELP = {
     "patch_size": "train on random square patches of this size cut from the --image-size "
                   "slices (0 = whole slices); the model is then size-free and validates and "
                   "predicts on whole slices",
+    "steps_per_epoch": "patch training: optimizer steps between validations (0 = as many "
+                       "patches as training slices)",
     "foreground_fraction": "share of patches placed on a tumour pixel (foreground oversampling)",
     "steps": "stop after this many optimizer steps (0 = no step budget)",
     "time_budget": "stop after this many minutes of training (0 = no time budget)",
