@@ -127,6 +127,9 @@ def test_train_config_recipe_fields_are_validated_by_name():
         ({"time_budget": -1}, "time_budget"),
         ({"steps": -5}, "steps"),
         ({"augment_gamma": 0.3}, "patch"),                # patch-only augmentation
+        ({"steps_per_epoch": 10}, "patch"),               # patch training only
+        ({"lr": 0.0}, "--lr"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "below 1"),
     ):
         with pytest.raises(ValueError, match=message):
             TrainConfig(**kwargs)
