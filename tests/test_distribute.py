@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from unet_keras.cli.data import tfrecord_main
 from unet_keras.config import TrainConfig
 from unet_keras.data import load_arrays, read_dataset, split_records, tfrecord
 from unet_keras.distribute import cluster_size, is_chief, select_strategy, task_name
@@ -117,7 +118,7 @@ def test_training_rejects_an_export_of_another_size(export, tmp_path: Path):
 
 
 def test_export_cli_refuses_to_overwrite(export, capsys):
-    assert tfrecord.main(["export", str(REPO / "data" / "sample"), str(export.root)]) == 2
+    assert tfrecord_main(["export", str(REPO / "data" / "sample"), str(export.root)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {export.root}: already holds a TFRecord export; choose another output"
 
@@ -150,7 +151,8 @@ import numpy as np
 import unet_keras
 from unet_keras.config import TrainConfig
 from unet_keras.distribute import select_strategy
-from unet_keras.training import _datasets, load_split_data, train
+from unet_keras.data.splits import load_split_data
+from unet_keras.training import _datasets, train
 
 data, out = sys.argv[1], sys.argv[2]
 result = {}

@@ -71,7 +71,7 @@ def test_best_checkpoint_is_the_best_validation_epoch(trained_run: Path):
     import keras
 
     import unet_keras  # noqa: F401  (registers the custom objects)
-    from unet_keras.training import load_split_data
+    from unet_keras.data.splits import load_split_data
 
     with (trained_run / "history.csv").open() as f:
         best = max(float(r["val_dice_coef"]) for r in csv.DictReader(f))

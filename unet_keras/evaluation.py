@@ -34,6 +34,7 @@ from unet_keras import data as data_lib
 from unet_keras.atomic import write_text_atomic
 from unet_keras.config import TrainConfig
 from unet_keras.data.preprocess import preprocess_image
+from unet_keras.data.splits import load_split_data
 from unet_keras.inference import decision_threshold, load_model, model_meta, predict_batch
 from unet_keras.metrics import (
     accuracy_per_image,
@@ -370,8 +371,6 @@ def calibrate_run(run_dir: str | os.PathLike, log=print) -> float:
 
 
 def _run_split(cfg: TrainConfig, run_dir: Path):
-    from unet_keras.training import load_split_data
-
     return load_split_data(cfg, run_dir)
 
 

@@ -66,6 +66,7 @@ from unet_keras.atomic import atomic_path, write_text_atomic
 from unet_keras.config import ArchConfig, TrainConfig
 from unet_keras.data import tfrecord
 from unet_keras.data.pipeline import make_patch_dataset
+from unet_keras.data.splits import load_split_data
 from unet_keras.distribute import (
     AverageBatchNormStatistics,
     ReplicaMeanLoss,
@@ -249,40 +250,6 @@ def check_run_dir(cfg: TrainConfig) -> Path:
             "another --output"
         )
     return run_dir
-
-
-def load_split_data(cfg: TrainConfig, run_dir: Path | None = None, fresh: bool = False):
-    """Read the dataset, split it (or reuse the run's ``split.json`` unless ``fresh``) and
-    preprocess each split; a new split is written to ``run_dir`` (created then).
-
-    Returns ``(slices, split, arrays)`` with ``split = {name: [indices]}`` and
-    ``arrays = {name: (images (N, S, S, C) float32, masks (N, S, S, 1) float32)}``.
-    """
-    path = cfg.data or str(data_lib.SAMPLE_DIR)
-    slices = data_lib.read_dataset(path, format=cfg.format, skip_bad=cfg.skip_bad)
-    split_file = run_dir / "split.json" if run_dir is not None else None
-    if split_file is not None and split_file.exists() and not fresh:
-        split = data_lib.read_split_json(split_file, slices)
-    else:
-        fold = cfg.fold_index()
-        if fold is not None:
-            split = data_lib.kfold_records(slices, k=fold[1], fold=fold[0] - 1,
-                                           by=cfg.split_by, seed=cfg.seed,
-                                           val_fraction=cfg.val_fraction)
-        else:
-            split = data_lib.split_records(slices, by=cfg.split_by,
-                                           val_fraction=cfg.val_fraction,
-                                           test_fraction=cfg.test_fraction, seed=cfg.seed)
-        if split_file is not None:
-            split_file.parent.mkdir(parents=True, exist_ok=True)
-            data_lib.write_split_json(split_file, slices, split,
-                                      info={"by": cfg.split_by or data_lib.default_split_by(slices),
-                                            "seed": cfg.seed, "fold": cfg.fold})
-    arrays = {
-        name: data_lib.load_arrays([slices[i] for i in idx], cfg.image_size, cfg.channels)
-        for name, idx in split.items() if idx
-    }
-    return slices, split, arrays
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, best_so_far: float | None,

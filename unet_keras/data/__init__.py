@@ -5,8 +5,6 @@ grouped splits and ``tf.data`` pipelines.
 in the ``images/`` + ``masks/`` layout), used when no ``--data`` is given.
 """
 
-from pathlib import Path
-
 from unet_keras.data.pipeline import augment_pair, make_dataset, make_file_dataset
 from unet_keras.data.preprocess import (
     load_arrays,
@@ -17,6 +15,7 @@ from unet_keras.data.preprocess import (
 )
 from unet_keras.data.readers import (
     FORMATS,
+    SAMPLE_DIR,
     detect_format,
     list_files,
     read_dataset,
@@ -30,12 +29,13 @@ from unet_keras.data.splits import (
     SPLIT_BY,
     default_split_by,
     kfold_records,
+    load_split_data,
+    parse_fold,
     read_split_json,
+    split_dataset,
     split_records,
     write_split_json,
 )
-
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 __all__ = [
     "FORMATS",
@@ -53,8 +53,10 @@ __all__ = [
     "kfold_records",
     "list_files",
     "load_arrays",
+    "load_split_data",
     "make_dataset",
     "make_file_dataset",
+    "parse_fold",
     "preprocess_image",
     "preprocess_mask",
     "read_dataset",
@@ -64,6 +66,7 @@ __all__ = [
     "read_slice",
     "read_split_json",
     "scale_intensity",
+    "split_dataset",
     "split_records",
     "to_grayscale",
     "write_split_json",

@@ -20,6 +20,10 @@ from unet_keras.data.records import DataError, Slice, binarize_mask, check_image
 
 FORMATS = ("auto", "figshare", "lgg", "folder")
 
+#: The bundled real sample (``data/sample`` of the repository: Figshare slices in the
+#: ``images/`` + ``masks/`` layout), read when no dataset is given.
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+
 _PAIR_READERS: dict[str, Callable[[str | Path], Slice]] = {
     "figshare": figshare.read_mat_file,
     "lgg": lgg.read_lgg_pair,

@@ -10,6 +10,10 @@ overstates accuracy. Groups are therefore split, never slices:
 * ``"image"``: every slice alone, only on request, with a warning about leakage.
 
 Group order is shuffled with ``seed``; groups then fill test, val, and the rest goes to train.
+
+:func:`split_dataset` is the one recipe (a K/N fold or a train/val/test split) that training,
+evaluation and the TFRecord export share; :func:`load_split_data` reads a dataset, splits it
+(or reuses a run's ``split.json``) and preprocesses each split.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from unet_keras.atomic import write_text_atomic
+from unet_keras.data.preprocess import load_arrays
+from unet_keras.data.readers import SAMPLE_DIR, read_dataset
 from unet_keras.data.records import DataError, Slice, natural_key
 
 SPLITS = ("train", "val", "test")
@@ -216,3 +222,98 @@ def read_split_json(path: str | Path, slices: Sequence[Slice]) -> dict[str, list
             f"(first: {missing[0]!r}); was it written for other data?"
         )
     return {name: sorted(index[i] for i in ids) for name, ids in listed.items()}
+
+
+def parse_fold(fold: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` (fold K of N-fold cross-validation) -> ``(K, N)`` with 1 <= K <= N and N >= 2;
+    ``None`` -> ``None``.
+
+    Raises:
+        DataError: not of the form ``K/N`` or out of range.
+    """
+    if fold is None:
+        return None
+    try:
+        k, n = (int(v) for v in str(fold).split("/"))
+    except ValueError:
+        raise DataError(f"fold must look like 'K/N' (e.g. 2/5), got {fold!r}") from None
+    if not 1 <= k <= n or n < 2:
+        raise DataError(f"fold K/N needs 1 <= K <= N and N >= 2, got {fold!r}")
+    return k, n
+
+
+def split_dataset(
+    slices: Sequence[Slice],
+    by: str | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 42,
+    fold: str | None = None,
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """The split recipe of a run: fold ``K/N`` of a grouped k-fold (:func:`kfold_records`) when
+    ``fold`` is given, else a train/val/test split (:func:`split_records`).
+
+    Returns ``(split, info)``: indices per split, and the ``info`` that ``split.json`` records
+    (``by`` as resolved, ``seed``, ``fold``).
+    """
+    k_of_n = parse_fold(fold)
+    if k_of_n is not None:
+        split = kfold_records(slices, k=k_of_n[1], fold=k_of_n[0] - 1, by=by, seed=seed,
+                              val_fraction=val_fraction)
+    else:
+        split = split_records(slices, by=by, val_fraction=val_fraction,
+                              test_fraction=test_fraction, seed=seed)
+    return split, {"by": by or default_split_by(slices), "seed": seed, "fold": fold}
+
+
+class SplitSettings(Protocol):
+    """What :func:`load_split_data` reads from its settings (a ``TrainConfig`` has them all;
+    so does the TFRecord export's parsed command line, which needs no ``channels`` when it
+    asks for no arrays)."""
+
+    data: str | None
+    format: str
+    skip_bad: bool
+    split_by: str | None
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    fold: str | None
+    image_size: int
+    channels: int  # read only when arrays are asked for
+
+
+def load_split_data(
+    settings: SplitSettings,
+    run_dir: str | Path | None = None,
+    fresh: bool = False,
+    arrays: bool = True,
+) -> tuple[list[Slice], dict[str, list[int]], dict[str, tuple[np.ndarray, np.ndarray]] | None]:
+    """Read the dataset (``settings.data``, default the bundled sample), split it with
+    :func:`split_dataset` (or reuse ``run_dir/split.json`` unless ``fresh``) and preprocess each
+    split at ``settings.image_size`` with ``settings.channels``; a new split is written to
+    ``run_dir`` (created then) when one is given.
+
+    Returns ``(slices, split, split_arrays)`` with ``split = {name: [indices]}`` and
+    ``split_arrays = {name: (images (N, S, S, C) float32, masks (N, S, S, 1) float32)}`` for
+    every non-empty split (``None`` when ``arrays`` is false).
+    """
+    path = settings.data or str(SAMPLE_DIR)
+    slices = read_dataset(path, format=settings.format, skip_bad=settings.skip_bad)
+    split_file = Path(run_dir) / "split.json" if run_dir is not None else None
+    if split_file is not None and split_file.exists() and not fresh:
+        split = read_split_json(split_file, slices)
+    else:
+        split, info = split_dataset(slices, by=settings.split_by,
+                                    val_fraction=settings.val_fraction,
+                                    test_fraction=settings.test_fraction, seed=settings.seed,
+                                    fold=settings.fold)
+        if split_file is not None:
+            split_file.parent.mkdir(parents=True, exist_ok=True)
+            write_split_json(split_file, slices, split, info=info)
+    if not arrays:
+        return slices, split, None
+    return slices, split, {
+        name: load_arrays([slices[i] for i in idx], settings.image_size, settings.channels)
+        for name, idx in split.items() if idx
+    }
