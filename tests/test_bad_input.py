@@ -16,9 +16,9 @@ import pytest  # noqa: E402
 
 from unet_keras import ArchConfig, build_unet  # noqa: E402
 from unet_keras.cli import predict as predict_cli  # noqa: E402
+from unet_keras.cli.data import main as data_main  # noqa: E402
 from unet_keras.data import DataError, read_dataset, read_image_bytes, read_image_file  # noqa: E402
 from unet_keras.data import images as images_mod  # noqa: E402
-from unet_keras.data.__main__ import main as data_main  # noqa: E402
 from unet_keras.data.preprocess import preprocess_image  # noqa: E402
 
 

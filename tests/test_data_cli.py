@@ -1,4 +1,5 @@
-"""``python -m unet_keras.data inspect|preview``: the numbers it prints and one-line errors."""
+"""``python -m unet_keras.data inspect|preview|export-tfrecord`` (:mod:`unet_keras.cli.data`):
+the numbers it prints and one-line errors. The export itself is tested in test_distribute.py."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
-from unet_keras.data.__main__ import main
+from unet_keras.cli.data import main, tfrecord_main
 
 
 def test_inspect_figshare_mat(mat_v73_dir, capsys):
@@ -66,3 +68,26 @@ def test_module_entry_point_exit_code(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"error: {tmp_path / 'nowhere'}: no such file or directory\n" in proc.stderr
+
+
+def test_export_tfrecord_help_and_its_older_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-tfrecord", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: python -m unet_keras.data export-tfrecord" in text
+    for flag in ("--image-size", "--shards", "--split-by", "--val-fraction", "--fold"):
+        assert flag in text
+    missing = tmp_path / "nowhere"
+    assert tfrecord_main(["export", str(missing), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such file or directory\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_tfrecord_module_entry_point_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "unet_keras.data.tfrecord", "export",
+                           str(tmp_path / "nowhere"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.endswith(f"error: {tmp_path / 'nowhere'}: no such file or directory\n")
