@@ -88,6 +88,26 @@ def test_export_tfrecord_help_and_its_older_name(tmp_path, capsys, monkeypatch):
 def test_tfrecord_module_entry_point_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "unet_keras.data.tfrecord", "export",
                            str(tmp_path / "nowhere"), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.endswith(f"error: {tmp_path / 'nowhere'}: no such file or directory\n")
+
+
+def test_export_tfrecord_of_a_fold_uses_the_training_split(sample_dir, tmp_path, capsys):
+    import json
+
+    from unet_keras.data import read_dataset, split_dataset
+
+    out = tmp_path / "fold2"
+    assert main(["export-tfrecord", str(sample_dir), str(out), "--image-size", "16",
+                 "--shards", "2", "--fold", "2/5"]) == 0
+    assert f"train with: python train.py --data {out} --image-size 16" in capsys.readouterr().out
+    slices = read_dataset(sample_dir)
+    split, info = split_dataset(slices, fold="2/5")  # what train.py --fold 2/5 trains on
+    doc = json.loads((out / "split.json").read_text())
+    assert doc["info"] == info and info["fold"] == "2/5" and info["seed"] == 42
+    for name, idx in split.items():
+        assert doc["splits"][name]["ids"] == [slices[i].id for i in idx]
+    assert main(["export-tfrecord", str(tmp_path / "nowhere"), str(tmp_path / "o"),
+                 "--fold", "3/2"]) == 2  # the fold is checked before anything is read
+    assert capsys.readouterr().err == "error: fold K/N needs 1 <= K <= N and N >= 2, got '3/2'\n"

@@ -66,11 +66,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
-    fold = TrainConfig(fold=args.fold).fold_index()
     export = export_dataset(args.data, args.output, args.image_size, format=args.format,
                             skip_bad=args.skip_bad, split_by=args.split_by,
                             val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                            seed=args.seed, fold=fold, shards=args.shards)
+                            seed=args.seed, fold=args.fold, shards=args.shards)
     for name, count in export.counts.items():
         print(f"{name}: {count} slices in {len(export.shards[name])} shard(s)")
     print(f"wrote {export.root / MANIFEST} ({export.image_size}x{export.image_size}); train "

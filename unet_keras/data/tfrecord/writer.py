@@ -17,12 +17,7 @@ import tensorflow as tf
 from unet_keras.data.preprocess import preprocess_image, preprocess_mask
 from unet_keras.data.readers import read_dataset
 from unet_keras.data.records import DataError, Slice
-from unet_keras.data.splits import (
-    default_split_by,
-    kfold_records,
-    split_records,
-    write_split_json,
-)
+from unet_keras.data.splits import parse_fold, split_dataset, write_split_json
 from unet_keras.data.tfrecord.reader import (
     MANIFEST,
     VERSION,
@@ -110,23 +105,22 @@ def export_dataset(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 42,
-    fold: tuple[int, int] | None = None,
+    fold: str | None = None,
     shards: int = 8,
 ) -> TFRecordExport:
-    """Read a dataset, split it as ``train.py`` would with the same options, and export it.
+    """Read a dataset, split it as ``train.py`` would with the same options (the one recipe,
+    :func:`unet_keras.data.split_dataset`), and export it.
 
-    ``fold=(K, N)`` exports fold K (1-based) of N-fold cross-validation by group instead of a
+    ``fold="K/N"`` exports fold K (1-based) of N-fold cross-validation by group instead of a
     train/val/test split. Returns the opened export.
+
+    Raises:
+        DataError: ``fold`` is not ``K/N`` (checked before reading), unreadable data, or as
+            :func:`write_export`.
     """
+    parse_fold(fold)
     slices = read_dataset(data, format=format, skip_bad=skip_bad)
-    if fold is not None:
-        split = kfold_records(slices, k=fold[1], fold=fold[0] - 1, by=split_by, seed=seed,
-                              val_fraction=val_fraction)
-    else:
-        split = split_records(slices, by=split_by, val_fraction=val_fraction,
-                              test_fraction=test_fraction, seed=seed)
-    fold_text = None if fold is None else f"{fold[0]}/{fold[1]}"
-    info = {"by": split_by or default_split_by(slices), "seed": seed, "fold": fold_text}
+    split, info = split_dataset(slices, by=split_by, val_fraction=val_fraction,
+                                test_fraction=test_fraction, seed=seed, fold=fold)
     return write_export(slices, split, output, image_size, shards=shards,
                         source=str(Path(data).resolve()), info=info)
-
