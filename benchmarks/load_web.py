@@ -16,6 +16,9 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file (python benchmarks/load_web.py): import its
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # helpers from benchmarks
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
@@ -29,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+    from benchmarks.loadcheck import run_load
     from unet_keras.data import SAMPLE_DIR
-    from unet_keras.web.loadcheck import run_load
 
     folder = Path(args.data or SAMPLE_DIR) / "images"
     paths = sorted(folder.glob("*.png"))[: args.files]
@@ -41,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         server = nullcontext(args.url.rstrip("/"))
     else:
+        from benchmarks.loopback import serve_in_thread
         from unet_keras.web.app import create_app
-        from unet_keras.web.loopback import serve_in_thread
 
         server = serve_in_thread(create_app(args.model))
     with server as url:

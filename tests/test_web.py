@@ -25,6 +25,8 @@ import tifffile  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import unet_keras  # noqa: E402,F401 - registers the custom objects
+from benchmarks.loadcheck import run_load  # noqa: E402
+from benchmarks.loopback import serve_in_thread  # noqa: E402
 from unet_keras import ArchConfig, build_unet, predict_any_size  # noqa: E402
 from unet_keras.cli import serve  # noqa: E402
 from unet_keras.data import SAMPLE_DIR  # noqa: E402
@@ -32,8 +34,6 @@ from unet_keras.data.figshare import write_figshare_mat  # noqa: E402
 from unet_keras.data.preprocess import preprocess_image  # noqa: E402
 from unet_keras.web import app as web_app  # noqa: E402
 from unet_keras.web.app import create_app  # noqa: E402
-from unet_keras.web.loadcheck import run_load  # noqa: E402
-from unet_keras.web.loopback import serve_in_thread  # noqa: E402
 from unet_keras.web.segmenter import Segmenter  # noqa: E402
 
 ARCH = ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)

@@ -30,13 +30,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import unet_keras  # noqa: E402
+from benchmarks.loopback import serve_in_thread  # noqa: E402
 from unet_keras import ArchConfig, build_unet, predict_any_size  # noqa: E402
 from unet_keras.data import SAMPLE_DIR  # noqa: E402
 from unet_keras.data.figshare import write_figshare_mat  # noqa: E402
 from unet_keras.data.preprocess import preprocess_image  # noqa: E402
 from unet_keras.inference import inference_model  # noqa: E402
 from unet_keras.web.app import create_app  # noqa: E402
-from unet_keras.web.loopback import serve_in_thread  # noqa: E402
 
 try:
     from playwright.sync_api import expect, sync_playwright
