@@ -14,6 +14,7 @@ from unet_keras.data.preprocess import (
     to_grayscale,
 )
 from unet_keras.data.readers import (
+    DATA_FORMATS,
     FORMATS,
     SAMPLE_DIR,
     detect_format,
@@ -38,6 +39,7 @@ from unet_keras.data.splits import (
 )
 
 __all__ = [
+    "DATA_FORMATS",
     "FORMATS",
     "MAX_SIDE",
     "MIN_SIDE",

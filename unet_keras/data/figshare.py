@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from unet_keras.data.formats import DataFormat
 from unet_keras.data.records import (
     MAX_SIDE,
     DataError,
@@ -31,6 +32,19 @@ from unet_keras.data.records import (
 )
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_mat_file(path: Path) -> bool:
+    """True for a ``.mat`` file name."""
+    return path.suffix.lower() == ".mat"
+
+
+def is_figshare_dataset(root: str | Path) -> bool:
+    """True for one ``.mat`` file, or a folder with ``*.mat`` files (at any depth)."""
+    root = Path(root)
+    if root.is_file():
+        return is_mat_file(root)
+    return any(root.rglob("*.mat"))
 
 
 def list_mat_files(root: str | Path) -> list[Path]:
@@ -275,3 +289,14 @@ def write_figshare_mat(
               b"HDF5 schema 1.00 .").ljust(116) + b"\0" * 8 + b"\x00\x02" + b"IM"
     with open(path, "r+b") as f:
         f.write(header.ljust(512, b"\0"))
+
+
+FORMAT = DataFormat(
+    name="figshare",
+    description="Figshare brain tumor set (Cheng): one MATLAB .mat file per slice",
+    layout="*.mat files (Figshare)",
+    detect=is_figshare_dataset,
+    list_files=list_mat_files,
+    read=read_mat_file,
+    claims=is_mat_file,
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from unet_keras.data.formats import DataFormat
 from unet_keras.data.images import RASTER_SUFFIXES, read_raster
 from unet_keras.data.records import DataError, Slice, make_slice, natural_key
 
@@ -28,6 +29,22 @@ def _rasters(folder: Path) -> list[Path]:
 def list_image_files(root: str | Path) -> list[Path]:
     """Files in ``root/images`` in natural order of their stems (``2.png`` before ``10.png``)."""
     return sorted(_rasters(Path(root) / IMAGES), key=lambda p: natural_key(p.stem))
+
+
+def list_dataset(root: str | Path) -> list[Path]:
+    """:func:`list_image_files` of a folder dataset; refuses a folder without the layout.
+
+    Raises:
+        DataError: ``root`` has no ``images/`` and ``masks/`` subfolders.
+    """
+    if not is_folder_dataset(root):
+        raise DataError(f"{root}: the folder format needs images/ and masks/ subfolders")
+    return list_image_files(root)
+
+
+def is_image_file(path: Path) -> bool:
+    """True for ``ROOT/images/<file>`` beside a ``ROOT/masks`` folder."""
+    return path.parent.name == IMAGES and (path.parent.parent / MASKS).is_dir()
 
 
 def orphan_masks(root: str | Path) -> list[Path]:
@@ -63,3 +80,15 @@ def read_folder_pair(image_path: str | Path) -> Slice:
     mask_path = mask_path_for(p)
     return make_slice(read_raster(p), read_raster(mask_path), p.stem, None, None, str(p),
                       mask_path=str(mask_path))
+
+
+FORMAT = DataFormat(
+    name="folder",
+    description="images/ + masks/ folders of PNG, JPEG, TIFF or BMP files with matching stems",
+    layout="images/ + masks/ folders",
+    detect=is_folder_dataset,
+    list_files=list_dataset,
+    read=read_folder_pair,
+    claims=is_image_file,
+    orphans=orphan_masks,
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from unet_keras.data.formats import DataFormat
 from unet_keras.data.images import read_raster
 from unet_keras.data.records import DataError, Slice, make_slice, natural_key
 
@@ -18,6 +19,18 @@ MASK_SUFFIX = "_mask"
 
 def _is_mask(p: Path) -> bool:
     return p.stem.endswith(MASK_SUFFIX)
+
+
+def is_lgg_dataset(root: str | Path) -> bool:
+    """True when a folder ``root`` holds ``*_mask.tif`` files (at any depth)."""
+    root = Path(root)
+    return root.is_dir() and any(q.suffix.lower() in _TIFF
+                                 for q in root.rglob(f"*{MASK_SUFFIX}.*"))
+
+
+def is_tiff(path: Path) -> bool:
+    """True for a ``.tif``/``.tiff`` file name."""
+    return path.suffix.lower() in _TIFF
 
 
 def list_image_files(root: str | Path) -> list[Path]:
@@ -58,3 +71,16 @@ def read_lgg_pair(image_path: str | Path) -> Slice:
     mask_path = mask_path_for(p)
     return make_slice(read_raster(p), read_raster(mask_path), p.stem, p.parent.name, None,
                       str(p), mask_path=str(mask_path))
+
+
+FORMAT = DataFormat(
+    name="lgg",
+    description="Kaggle LGG kaggle_3m: <patient>/<slice>.tif + <slice>_mask.tif",
+    layout="*_mask.tif files (Kaggle LGG kaggle_3m)",
+    detect=is_lgg_dataset,
+    list_files=list_image_files,
+    read=read_lgg_pair,
+    claims=is_tiff,
+    orphans=orphan_masks,
+    sort_by_id=False,  # by patient, then slice number
+)

@@ -8,32 +8,36 @@ any supported type (PNG/JPEG/TIFF/BMP or Figshare ``.mat``) for prediction and u
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from unet_keras.data import figshare, folders, lgg
+from unet_keras.data.formats import DataFormat
 from unet_keras.data.images import decode_raster, read_raster
 from unet_keras.data.records import DataError, Slice, binarize_mask, check_image, natural_key
 
-FORMATS = ("auto", "figshare", "lgg", "folder")
+#: The dataset formats (:class:`~unet_keras.data.formats.DataFormat`, one module each), in
+#: the order auto-detection tries them: the most specific layout first. A new format is a
+#: module with its ``FORMAT`` and one line here.
+DATA_FORMATS: dict[str, DataFormat] = {f.name: f for f in (
+    folders.FORMAT,
+    lgg.FORMAT,
+    figshare.FORMAT,
+)}
+#: ``--format`` choices: ``auto`` (detected, :func:`detect_format`) or a registered format.
+FORMATS = ("auto", *DATA_FORMATS)
 
 #: The bundled real sample (``data/sample`` of the repository: Figshare slices in the
 #: ``images/`` + ``masks/`` layout), read when no dataset is given.
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 
-_PAIR_READERS: dict[str, Callable[[str | Path], Slice]] = {
-    "figshare": figshare.read_mat_file,
-    "lgg": lgg.read_lgg_pair,
-    "folder": folders.read_folder_pair,
-}
-
 
 def detect_format(path: str | Path) -> str:
-    """``"folder"`` (``images/`` + ``masks/``), ``"lgg"`` (``*_mask.tif``) or ``"figshare"``
-    (``*.mat``, or one ``.mat`` file).
+    """The first format of :data:`DATA_FORMATS` whose layout ``path`` has (e.g. ``"folder"``
+    for ``images/`` + ``masks/``, ``"lgg"`` for ``*_mask.tif``, ``"figshare"`` for ``*.mat`` or
+    one ``.mat`` file).
 
     Raises:
         DataError: the path does not exist or matches none of the layouts.
@@ -41,65 +45,55 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or directory")
+    for fmt in DATA_FORMATS.values():
+        if fmt.detect(p):
+            return fmt.name
     if p.is_file():
-        if p.suffix.lower() == ".mat":
-            return "figshare"
         raise DataError(f"{p}: a dataset is a folder (or one .mat file), not a {p.suffix} file")
-    if folders.is_folder_dataset(p):
-        return "folder"
-    if any(q.suffix.lower() in (".tif", ".tiff") for q in p.rglob(f"*{lgg.MASK_SUFFIX}.*")):
-        return "lgg"
-    if any(p.rglob("*.mat")):
-        return "figshare"
-    raise DataError(
-        f"{p}: cannot tell the dataset format: expected images/ + masks/ folders, *.mat files "
-        "(Figshare) or *_mask.tif files (Kaggle LGG kaggle_3m)"
-    )
+    layouts = [f.layout for f in DATA_FORMATS.values()]
+    raise DataError(f"{p}: cannot tell the dataset format: expected "
+                    f"{', '.join(layouts[:-1])} or {layouts[-1]}")
 
 
 def list_files(path: str | Path, format: str = "auto") -> tuple[str, list[str]]:
-    """The resolved format and one file per slice (the ``.mat`` or the image file), in order.
+    """The resolved format and one file per slice (e.g. the ``.mat`` or the image file), in
+    order; files the format's layout leaves without a slice are warned about.
 
     Raises:
-        DataError: unknown format, no slices, or (LGG/folder) a mask without an image.
+        DataError: unknown format, no slices, or a path not of that format.
     """
     if format not in FORMATS:
         raise DataError(f"{path}: unknown format {format!r}; expected one of {FORMATS}")
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or directory")
-    fmt = detect_format(p) if format == "auto" else format
-    if fmt == "figshare":
-        files = figshare.list_mat_files(p)
-    elif fmt == "lgg":
-        files = lgg.list_image_files(p)
-    else:
-        if not folders.is_folder_dataset(p):
-            raise DataError(f"{p}: the folder format needs images/ and masks/ subfolders")
-        files = folders.list_image_files(p)
+    fmt = DATA_FORMATS[detect_format(p) if format == "auto" else format]
+    files = fmt.list_files(p)
     if not files:
-        raise DataError(f"{p}: no slices found (format {fmt})")
-    orphans = {"lgg": lgg.orphan_masks, "folder": folders.orphan_masks}.get(fmt)
-    if orphans is not None:
-        stray = orphans(p)
-        if stray:
-            warnings.warn(f"{stray[0]}: mask without image ({len(stray)} such file(s) ignored)",
-                          stacklevel=2)
-    return fmt, [str(f) for f in files]
+        raise DataError(f"{p}: no slices found (format {fmt.name})")
+    stray = fmt.orphans(p) if fmt.orphans is not None else []
+    if stray:
+        warnings.warn(f"{stray[0]}: mask without image ({len(stray)} such file(s) ignored)",
+                      stacklevel=2)
+    return fmt.name, [str(f) for f in files]
 
 
 def read_slice(path: str | Path, format: str) -> Slice:
-    """Read the slice whose file (``.mat`` or image) is ``path``; ``format`` as resolved by
-    :func:`list_files` (``"auto"``: ``.mat`` -> figshare, ``.../images/x`` -> folder, else lgg)."""
+    """Read the slice whose file (e.g. ``.mat`` or image) is ``path``; ``format`` as resolved
+    by :func:`list_files` (``"auto"``: the first format of :data:`DATA_FORMATS` that claims
+    the file, e.g. ``.mat`` -> figshare, ``.../images/x`` -> folder, ``.tif`` -> lgg).
+
+    Raises:
+        DataError: ``"auto"`` and no format claims the file, or the file's own errors.
+    """
     if format == "auto":
         p = Path(path)
-        if p.suffix.lower() == ".mat":
-            format = "figshare"
-        elif p.parent.name == folders.IMAGES and (p.parent.parent / folders.MASKS).is_dir():
-            format = "folder"
-        else:
-            format = "lgg"
-    return _PAIR_READERS[format](path)
+        claimed = [f for f in DATA_FORMATS.values() if f.claims(p)]
+        if not claimed:
+            raise DataError(f"{p}: not a slice file of any dataset format "
+                            f"({', '.join(DATA_FORMATS)})")
+        return claimed[0].read(path)
+    return DATA_FORMATS[format].read(path)
 
 
 def read_dataset(
@@ -110,13 +104,14 @@ def read_dataset(
     Args:
         path: a Figshare folder of ``.mat`` files (or one file), an LGG ``kaggle_3m`` folder, or
             a folder with ``images/`` and ``masks/``.
-        format: ``"auto"`` (see :func:`detect_format`), ``"figshare"``, ``"lgg"`` or ``"folder"``.
+        format: ``"auto"`` (see :func:`detect_format`) or a name in :data:`DATA_FORMATS`.
         skip_bad: skip unreadable/inconsistent files with one warning giving their count and
             the first problems, instead of raising on the first one.
         progress: show a tqdm progress bar (on a terminal).
 
     Returns:
-        Slices sorted by id (numerically where ids are numbers; LGG by patient, then slice).
+        Slices sorted by id (numerically where ids are numbers), or in the order of the
+        format's files where it says so (LGG: by patient, then slice).
 
     Raises:
         DataError: the first bad file (message starts with its path), no slices, or duplicate
@@ -144,7 +139,7 @@ def read_dataset(
         if s.id in seen:
             raise DataError(f"{s.path}: duplicate slice id {s.id!r} (also {seen[s.id]})")
         seen[s.id] = s.path
-    if fmt != "lgg":
+    if DATA_FORMATS[fmt].sort_by_id:
         slices.sort(key=lambda s: natural_key(s.id))
     return slices
 

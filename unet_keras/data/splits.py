@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,8 +34,57 @@ from unet_keras.data.readers import SAMPLE_DIR, read_dataset
 from unet_keras.data.records import DataError, Slice, natural_key
 
 SPLITS = ("train", "val", "test")
-SPLIT_BY = ("patient", "block", "image")
 DEFAULT_BLOCK_SIZE = 10
+
+
+def _by_patient(slices: Sequence[Slice], block_size: int) -> list[str]:
+    missing = [s for s in slices if not s.patient_id]
+    if missing:
+        raise DataError(
+            f"{missing[0].path}: no patient id ({len(missing)} slice(s) without one); "
+            "split by block or image instead"
+        )
+    return [str(s.patient_id) for s in slices]
+
+
+def _by_block(slices: Sequence[Slice], block_size: int) -> list[str]:
+    if block_size < 1:
+        raise DataError(f"split: block_size must be >= 1, got {block_size}")
+    keys = [""] * len(slices)
+    order = sorted(range(len(slices)), key=lambda i: natural_key(slices[i].id))
+    for rank, i in enumerate(order):
+        number = re.fullmatch(r"\d+", slices[i].id)
+        keys[i] = (f"block{int(slices[i].id) // block_size}" if number
+                   else f"chunk{rank // block_size}")
+    return keys
+
+
+def _by_image(slices: Sequence[Slice], block_size: int) -> list[str]:
+    warnings.warn(
+        "splitting by image: slices of one patient leak across train/val/test, so "
+        "validation and test scores are optimistic", stacklevel=4,
+    )
+    return [s.id for s in slices]
+
+
+@dataclass(frozen=True)
+class SplitMode:
+    """One way of grouping slices (``--split-by``): ``group_keys(slices, block_size)`` gives
+    each slice's group key; ``description`` is its ``--help`` text."""
+
+    group_keys: Callable[[Sequence[Slice], int], list[str]]
+    description: str
+
+
+#: The split modes (``--split-by``); none given: :func:`default_split_by`.
+SPLIT_BY: dict[str, SplitMode] = {
+    "patient": SplitMode(_by_patient, "one group per patient id (the default when every "
+                                      "slice has one)"),
+    "block": SplitMode(_by_block, "runs of consecutive file numbers (the default for plain "
+                                  "folders)"),
+    "image": SplitMode(_by_image, "every slice alone (leaks slices of a patient across "
+                                  "splits)"),
+}
 
 
 def default_split_by(slices: Sequence[Slice]) -> str:
@@ -45,37 +95,16 @@ def default_split_by(slices: Sequence[Slice]) -> str:
 def group_keys(
     slices: Sequence[Slice], by: str | None = None, block_size: int = DEFAULT_BLOCK_SIZE
 ) -> list[str]:
-    """The group of each slice (a key string per slice) for the strategy ``by``.
+    """The group of each slice (a key string per slice) for the split mode ``by``
+    (:data:`SPLIT_BY`; ``None``: :func:`default_split_by`).
 
     Raises:
         DataError: ``by="patient"`` but some slice has no patient id; unknown ``by``.
     """
     by = by or default_split_by(slices)
     if by not in SPLIT_BY:
-        raise DataError(f"split: unknown split-by {by!r}; expected one of {SPLIT_BY}")
-    if by == "patient":
-        missing = [s for s in slices if not s.patient_id]
-        if missing:
-            raise DataError(
-                f"{missing[0].path}: no patient id ({len(missing)} slice(s) without one); "
-                "split by block or image instead"
-            )
-        return [str(s.patient_id) for s in slices]
-    if by == "image":
-        warnings.warn(
-            "splitting by image: slices of one patient leak across train/val/test, so "
-            "validation and test scores are optimistic", stacklevel=3,
-        )
-        return [s.id for s in slices]
-    if block_size < 1:
-        raise DataError(f"split: block_size must be >= 1, got {block_size}")
-    keys = [""] * len(slices)
-    order = sorted(range(len(slices)), key=lambda i: natural_key(slices[i].id))
-    for rank, i in enumerate(order):
-        number = re.fullmatch(r"\d+", slices[i].id)
-        keys[i] = (f"block{int(slices[i].id) // block_size}" if number
-                   else f"chunk{rank // block_size}")
-    return keys
+        raise DataError(f"split: unknown split-by {by!r}; expected one of {tuple(SPLIT_BY)}")
+    return SPLIT_BY[by].group_keys(slices, block_size)
 
 
 def _shuffled_groups(keys: Sequence[str], seed: int) -> list[list[int]]:
@@ -295,8 +324,9 @@ def load_split_data(
     ``run_dir`` (created then) when one is given.
 
     Returns ``(slices, split, split_arrays)`` with ``split = {name: [indices]}`` and
-    ``split_arrays = {name: (images (N, S, S, C) float32, masks (N, S, S, 1) float32)}`` for
-    every non-empty split (``None`` when ``arrays`` is false).
+    ``split_arrays = {name: (images, masks)}``, float32 ``(N, image_size, image_size,
+    channels)`` and ``(N, image_size, image_size, 1)``, for every non-empty split (``None``
+    when ``arrays`` is false).
     """
     path = settings.data or str(SAMPLE_DIR)
     slices = read_dataset(path, format=settings.format, skip_bad=settings.skip_bad)
