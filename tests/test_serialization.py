@@ -4,6 +4,7 @@ the same; the custom objects serialize with their settings."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -16,8 +17,14 @@ import numpy as np
 import pytest
 
 from unet_keras.config import ArchConfig
-from unet_keras.losses import BCEDiceLoss, DiceLoss
-from unet_keras.metrics import DiceCoefficient, IoUCoefficient, segmentation_metrics
+from unet_keras.losses import LOSSES, BCEDiceLoss, DiceLoss
+from unet_keras.metrics import (
+    METRICS,
+    DiceCoefficient,
+    IoUCoefficient,
+    PixelAccuracy,
+    segmentation_metrics,
+)
 from unet_keras.model import build_unet
 
 _LOAD_AND_PREDICT = textwrap.dedent(
@@ -93,15 +100,35 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path: Path):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "obj",
-    [DiceLoss(smooth=0.25), BCEDiceLoss(smooth=2.0), DiceCoefficient(smooth=0.25),
-     IoUCoefficient(smooth=0.5, name="val_iou")],
-    ids=lambda o: type(o).__name__,
-)
+def _with_settings(cls: type, index: int):
+    """An instance of a registered loss or metric with non-default settings (its smoothing
+    or threshold), so the round trip has something to lose."""
+    params = inspect.signature(cls).parameters
+    if "smooth" in params:
+        return cls(smooth=0.25 + index)
+    if "threshold" in params:
+        return cls(threshold=0.25 + index / 10)
+    return cls()
+
+
+#: Every custom object a compiled model holds: the losses and the training metrics, from the
+#: registries that the CLI and the config read.
+CUSTOM_OBJECTS = [_with_settings(cls, i) for i, cls in
+                  enumerate([*LOSSES.values(), *METRICS.values()])]
+
+
+def test_the_registries_hold_every_registered_loss_and_metric():
+    registered = {obj for name, obj in keras.saving.get_custom_objects().items()
+                  if name.startswith("unet_keras>") and isinstance(obj, type)
+                  and issubclass(obj, keras.losses.Loss | keras.metrics.Metric)}
+    assert registered == {type(obj) for obj in CUSTOM_OBJECTS}
+    assert {DiceLoss, BCEDiceLoss, DiceCoefficient, IoUCoefficient, PixelAccuracy} <= registered
+
+
+@pytest.mark.parametrize("obj", CUSTOM_OBJECTS, ids=lambda o: type(o).__name__)
 def test_custom_objects_serialize_with_their_settings(obj):
     config = keras.saving.serialize_keras_object(obj)
     assert config["registered_name"] == f"unet_keras>{type(obj).__name__}"
     restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(config)))
     assert type(restored) is type(obj)
-    assert restored.smooth == obj.smooth and restored.name == obj.name
+    assert restored.get_config() == obj.get_config() and restored.name == obj.name

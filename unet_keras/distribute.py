@@ -24,14 +24,13 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-#: ``--strategy`` choices, see :func:`select_strategy`.
-STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 # What a collective op raises when a peer process died or became unreachable.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                tf.errors.AbortedError, tf.errors.CancelledError)
@@ -76,8 +75,51 @@ def task_name() -> str:
     return f"{task['type']} {task.get('index', 0)}" if task.get("type") else "local"
 
 
+def _one() -> tf.distribute.Strategy:
+    return tf.distribute.get_strategy()
+
+
+def _mirrored() -> tf.distribute.Strategy:
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _multiworker() -> tf.distribute.Strategy:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _auto() -> tf.distribute.Strategy:
+    if cluster_size() > 1:
+        return _multiworker()
+    return _mirrored() if len(tf.config.list_logical_devices("GPU")) > 1 else _one()
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """One ``--strategy``: ``make()`` builds it; ``description`` is its ``--help`` text;
+    ``spans_workers``: it may run in a multi-worker cluster (``TF_CONFIG``), where any other
+    strategy would make each process train alone."""
+
+    make: Callable[[], tf.distribute.Strategy]
+    description: str
+    spans_workers: bool = False
+
+
+#: The distribution strategies by name (``--strategy``), see :func:`select_strategy`.
+STRATEGIES: dict[str, StrategyChoice] = {
+    "auto": StrategyChoice(_auto, "multiworker when TF_CONFIG describes a cluster, else "
+                                  "mirrored when several GPUs are visible, else one",
+                           spans_workers=True),
+    "one": StrategyChoice(_one, "the default device, no replication"),
+    "mirrored": StrategyChoice(_mirrored, "one replica per local GPU (or per logical CPU "
+                                          "device)"),
+    "multiworker": StrategyChoice(_multiworker, "the cluster in TF_CONFIG",
+                                  spans_workers=True),
+}
+
+
 def select_strategy(name: str) -> tf.distribute.Strategy:
-    """The strategy for ``--strategy name``.
+    """The strategy for ``--strategy name`` (:data:`STRATEGIES`).
 
     * ``one``: the default device, no replication.
     * ``mirrored``: one replica per local GPU or, on a machine without GPUs, per logical CPU
@@ -94,24 +136,14 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
             multi-worker cluster (each process would silently train alone).
     """
     if name not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+        raise ValueError(f"strategy must be one of {tuple(STRATEGIES)}, got {name!r}")
     workers = cluster_size()
-    if name == "auto":
-        if workers > 1:
-            name = "multiworker"
-        else:
-            name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one"
-    if workers > 1 and name != "multiworker":
+    if workers > 1 and not STRATEGIES[name].spans_workers:
         raise ValueError(
             f"TF_CONFIG describes a cluster of {workers} processes, but --strategy {name} would "
             "train each of them alone; use --strategy multiworker (or auto), or unset TF_CONFIG"
         )
-    if name == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+    return STRATEGIES[name].make()
 
 
 class ReplicaMeanLoss(keras.losses.Loss):

@@ -4,6 +4,9 @@
 as in the paper's logs ("Loss: -0.9047"). Both losses are Keras-serializable classes, so a
 saved ``.keras`` model reloads with ``safe_mode=True`` and no ``custom_objects`` once
 ``unet_keras`` is imported.
+
+:data:`LOSSES` is the registry ``--loss``, the config check and ``--help`` read: a new loss is
+a registered class here (with a ``description``) and one line in it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from unet_keras.metrics import PACKAGE, dice_coef
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class DiceLoss(keras.losses.Loss):
     """``-dice_coef(y_true, y_pred, smooth)`` over the whole batch; range ``[-1, 0)``."""
+
+    description = "the paper's negative Dice"
 
     def __init__(self, smooth: float = 1.0, name: str = "dice_loss", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -33,6 +38,8 @@ class DiceLoss(keras.losses.Loss):
 class BCEDiceLoss(keras.losses.Loss):
     """Binary cross-entropy (mean over pixels) minus pooled Dice: ``BCE - Dice``."""
 
+    description = "binary cross-entropy minus Dice"
+
     def __init__(self, smooth: float = 1.0, name: str = "bce_dice_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.smooth = float(smooth)
@@ -47,12 +54,13 @@ class BCEDiceLoss(keras.losses.Loss):
         return {**super().get_config(), "smooth": self.smooth}
 
 
-#: The losses by name (``--loss``): ``dice`` is the paper's negative Dice.
+#: The losses by name (``--loss``): ``dice`` is the paper's negative Dice. Each class takes
+#: ``smooth`` and says what it is in ``description``.
 LOSSES: dict[str, type[keras.losses.Loss]] = {"dice": DiceLoss, "bce_dice": BCEDiceLoss}
 
 
 def get_loss(name: str, smooth: float = 1.0) -> keras.losses.Loss:
-    """The loss named ``name`` in :data:`LOSSES`: ``"dice"`` (the paper's) or ``"bce_dice"``."""
+    """The loss named ``name`` in :data:`LOSSES` (e.g. ``"dice"``, the paper's)."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
     return LOSSES[name](smooth=smooth)

@@ -129,9 +129,19 @@ def pixel_accuracy() -> keras.metrics.Metric:
     return PixelAccuracy()
 
 
+#: The training metrics by the name Keras logs them under, in logging order: the paper's
+#: accuracy, IoU and Dice (pooled, stateful). Each class takes ``smooth`` when it has one.
+METRICS: dict[str, type[keras.metrics.Metric]] = {
+    "accuracy": PixelAccuracy,
+    "iou_coef": IoUCoefficient,
+    "dice_coef": DiceCoefficient,
+}
+
+
 def segmentation_metrics(smooth: float = 1.0) -> list[keras.metrics.Metric]:
-    """The paper's three training metrics: accuracy, IoU and Dice (pooled, stateful)."""
-    return [pixel_accuracy(), IoUCoefficient(smooth=smooth), DiceCoefficient(smooth=smooth)]
+    """One of each of :data:`METRICS`, the overlap metrics with smoothing ``smooth``."""
+    return [cls(smooth=smooth) if issubclass(cls, _OverlapMetric) else cls()
+            for cls in METRICS.values()]
 
 
 # --- numpy, per image (evaluation) -------------------------------------------------------------

@@ -20,6 +20,13 @@ import time
 
 import keras
 
+#: Learning-rate schedules (``--schedule``) and what each does; training sets them up
+#: (``plateau``: Keras' ReduceLROnPlateau; ``cosine``: :class:`Budget` with ``peak_lr``).
+SCHEDULES: dict[str, str] = {
+    "plateau": "ReduceLROnPlateau on val Dice",
+    "cosine": "linear warm-up, then cosine decay to 0 over --steps / --time-budget",
+}
+
 
 def warmup_cosine(progress: float, peak: float, warmup: float) -> float:
     """Learning rate at ``progress`` in [0, 1]: ``peak * progress / warmup`` during the
