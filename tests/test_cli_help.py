@@ -14,7 +14,8 @@ from unet_keras.config import TrainConfig
 from unet_keras.data import FORMATS
 from unet_keras.distribute import STRATEGIES
 from unet_keras.losses import LOSSES, get_loss
-from unet_keras.training import OPTIMIZERS, make_optimizer
+from unet_keras.optimizers import OPTIMIZERS
+from unet_keras.training import make_optimizer
 
 CLIS = {"train.py": train.main, "evaluate.py": evaluate.main, "unet-predict": predict.main,
         "unet-convert": convert.main, "unet-serve": serve.main}

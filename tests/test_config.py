@@ -134,8 +134,8 @@ def test_train_config_recipe_fields_are_validated_by_name():
         with pytest.raises(ValueError, match=message):
             TrainConfig(**kwargs)
     cfg = TrainConfig(patch_size=128, schedule="cosine", time_budget=30)
-    assert cfg.arch().input_shape == (None, None, 3)  # size-free: validates on whole slices
-    assert TrainConfig().arch().input_shape == (256, 256, 3)
+    assert cfg.arch.input_shape == (None, None, 3)  # size-free: validates on whole slices
+    assert TrainConfig().arch.input_shape == (256, 256, 3)
 
 
 def test_legacy_boolean_mixed_precision_still_loads():
@@ -152,10 +152,10 @@ def test_presets_apply_before_config_file_and_flags(tmp_path):
     assert PRESETS["paper"] == {}  # the paper's run is the defaults
     cfg = resolve_config(["--preset", "cpu", "--output", str(tmp_path / "r")])
     for key, value in PRESETS["cpu"].items():
-        assert getattr(cfg, key) == value, key
+        assert cfg.settings()[key] == value, key
     override = tmp_path / "c.json"
     override.write_text(json.dumps({"patch_size": 64, "base_filters": 8}))
     cfg = resolve_config(["--preset", "cpu", "--config", str(override), "--base-filters", "16",
                           "--output", str(tmp_path / "r")])
-    assert (cfg.patch_size, cfg.base_filters, cfg.loss) == (64, 16, "bce_dice")
+    assert (cfg.patch_size, cfg.arch.base_filters, cfg.loss) == (64, 16, "bce_dice")
     assert resolve_config(["--output", "x"]).epochs == TrainConfig().epochs == 120

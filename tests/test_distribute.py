@@ -149,17 +149,17 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras
 import numpy as np
 import unet_keras
-from unet_keras.config import TrainConfig
+from unet_keras.config import ArchConfig, TrainConfig
 from unet_keras.distribute import select_strategy
 from unet_keras.data.splits import load_split_data
-from unet_keras.training import _datasets, train
+from unet_keras.training import build_datasets, train
 
 data, out = sys.argv[1], sys.argv[2]
 result = {}
 for strategy in ("one", "mirrored"):
-    cfg = TrainConfig(data=data, epochs=2, batch_size=4, image_size=32, base_filters=4, depth=2,
-                      augment=False, optimizer="sgd", lr=0.1, smooth=1e-3, strategy=strategy,
-                      output=f"{out}/{strategy}")
+    cfg = TrainConfig(data=data, epochs=2, batch_size=4, image_size=32,
+                      arch=ArchConfig(base_filters=4, depth=2), augment=False, optimizer="sgd",
+                      lr=0.1, smooth=1e-3, strategy=strategy, output=f"{out}/{strategy}")
     logs = []
     result[strategy] = train(cfg, log=logs.append).history
     result[strategy + "_log"] = logs
@@ -168,7 +168,7 @@ for strategy in ("one", "mirrored"):
                                      .get_weights()]
 strategy = select_strategy("mirrored")
 _, _, arrays = load_split_data(cfg)
-train_ds, _, steps = _datasets(cfg, None, arrays, strategy.num_replicas_in_sync)
+train_ds, _, steps = build_datasets(cfg, None, arrays, strategy.num_replicas_in_sync)
 images, _ = next(iter(strategy.experimental_distribute_dataset(train_ds)))
 result["replica_batches"] = [int(t.shape[0]) for t in strategy.experimental_local_results(images)]
 result["steps"] = steps

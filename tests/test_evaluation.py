@@ -55,7 +55,7 @@ def test_table1_has_paper_columns_and_aggregation_across_runs(tmp_path):
 
 
 def test_native_resolution_scores_masks_of_different_sizes_by_hand():
-    from unet_keras.evaluation import per_image_scores
+    from unet_keras.scoring import per_image_scores
 
     truth = [np.zeros((4, 6), np.uint8), np.zeros((8, 8), np.uint8)]
     pred = [np.zeros((4, 6), np.uint8), np.zeros((8, 8), np.uint8)]
@@ -93,7 +93,7 @@ def test_dice_by_size_bins_and_misses():
 
 
 def test_choose_threshold_finds_the_best_cut_and_prefers_0_5_on_ties():
-    from unet_keras.evaluation import choose_threshold
+    from unet_keras.scoring import choose_threshold
 
     truth = np.zeros((8, 8), np.uint8)
     truth[2:6, 2:6] = 1
@@ -108,7 +108,7 @@ def test_choose_threshold_finds_the_best_cut_and_prefers_0_5_on_ties():
 
 def test_to_native_resizes_probabilities_back_to_each_slice():
     from unet_keras.data.records import make_slice
-    from unet_keras.evaluation import to_native
+    from unet_keras.scoring import to_native
 
     slices = [make_slice(np.zeros((64, 48)), np.zeros((64, 48)), "a", None, None, "a"),
               make_slice(np.zeros((32, 32)), np.zeros((32, 32)), "b", None, None, "b")]

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_keras import evaluation, training
+from unet_keras import evaluation, scoring, training
 from unet_keras.cli import predict as predict_cli
 from unet_keras.cli import train as train_cli
 from unet_keras.config import ArchConfig, TrainConfig
@@ -78,8 +78,8 @@ def test_train_passes_the_verbosity_to_fit(quiet, stdout, expected, tmp_path, mo
 
     monkeypatch.setattr(keras.Model, "fit", fit)
     monkeypatch.setattr(sys, "stdout", stdout())
-    cfg = TrainConfig(epochs=1, image_size=32, base_filters=4, depth=2, batch_size=4,
-                      output=str(tmp_path / "run"))
+    cfg = TrainConfig(epochs=1, image_size=32, arch=ArchConfig(base_filters=4, depth=2),
+                      batch_size=4, output=str(tmp_path / "run"))
     with pytest.raises(StopFit):
         training.train(cfg, log=lambda *_: None, quiet=quiet)
     assert seen["verbose"] == expected
@@ -101,13 +101,13 @@ def test_train_cli_quiet_reaches_train(monkeypatch):
 
 def test_evaluation_bar_only_on_a_terminal_and_same_numbers(tiny_model_file, monkeypatch):
     model = keras.saving.load_model(tiny_model_file)
-    images = np.random.default_rng(0).random((evaluation.PROGRESS_CHUNK + 5, 32, 32, 3),
+    images = np.random.default_rng(0).random((scoring.PROGRESS_CHUNK + 5, 32, 32, 3),
                                              dtype=np.float32)
     expected = predict_batch(model, images)
 
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    probs = evaluation.predict_split(model, images, progress=True, desc="val split")
+    probs = scoring.predict_split(model, images, progress=True, desc="val split")
     np.testing.assert_array_equal(probs, expected)
     shown = terminal.getvalue()
     assert "val split" in shown and f"/{len(images)} [" in shown
@@ -115,7 +115,7 @@ def test_evaluation_bar_only_on_a_terminal_and_same_numbers(tiny_model_file, mon
     for progress, stream in ((False, FakeTerminal()), (True, io.StringIO())):
         monkeypatch.setattr(sys, "stderr", stream)
         np.testing.assert_array_equal(
-            evaluation.predict_split(model, images, progress=progress), expected)
+            scoring.predict_split(model, images, progress=progress), expected)
         assert stream.getvalue() == ""
 
 

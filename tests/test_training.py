@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from unet_keras.config import TrainConfig
+from unet_keras.config import ArchConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--base-filters", "4", "--depth", "2", "--image-size", "32", "--batch-size", "4"]
@@ -216,14 +216,15 @@ def test_same_seed_gives_identical_histories(tmp_path: Path):
     from unet_keras.training import train
 
     def run(name: str) -> list[dict]:
-        cfg = TrainConfig(epochs=2, base_filters=4, depth=2, image_size=32, batch_size=4,
-                          seed=7, deterministic=True, output=str(tmp_path / name))
+        cfg = TrainConfig(epochs=2, arch=ArchConfig(base_filters=4, depth=2), image_size=32,
+                          batch_size=4, seed=7, deterministic=True, output=str(tmp_path / name))
         return train(cfg, log=lambda *_: None).history
 
     first, second = run("a"), run("b")
     assert first == second
-    third = train(TrainConfig(epochs=2, base_filters=4, depth=2, image_size=32, batch_size=4,
-                              seed=8, output=str(tmp_path / "c")), log=lambda *_: None).history
+    third = train(TrainConfig(epochs=2, arch=ArchConfig(base_filters=4, depth=2), image_size=32,
+                              batch_size=4, seed=8, output=str(tmp_path / "c")),
+                  log=lambda *_: None).history
     assert third != first
 
 
@@ -234,7 +235,7 @@ def test_config_file_and_flags_resolve_in_order(tmp_path: Path):
     path.write_text(json.dumps({"epochs": 7, "base_filters": 8, "loss": "bce_dice"}))
     cfg = resolve_config(["--config", str(path), "--epochs", "3", "--no-augment",
                           "--output", "x"])
-    assert (cfg.epochs, cfg.base_filters, cfg.loss, cfg.augment) == (3, 8, "bce_dice", False)
+    assert (cfg.epochs, cfg.arch.base_filters, cfg.loss, cfg.augment) == (3, 8, "bce_dice", False)
     with pytest.raises(ValueError, match="unknown training options"):
         path.write_text(json.dumps({"epochz": 3}))
         resolve_config(["--config", str(path)])

@@ -25,28 +25,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
-from tqdm import tqdm
 
 from unet_keras import data as data_lib
 from unet_keras.atomic import write_text_atomic
-from unet_keras.config import TrainConfig
+from unet_keras.config import DEFAULT_IMAGE_SIZE, TrainConfig, run_config
 from unet_keras.data.preprocess import preprocess_image
 from unet_keras.data.splits import load_split_data
-from unet_keras.inference import decision_threshold, load_model, model_meta, predict_batch
-from unet_keras.metrics import (
-    accuracy_per_image,
-    dice_global,
-    dice_per_image,
-    iou_global,
-    iou_per_image,
-)
-from unet_keras.model import arch_config_of
-from unet_keras.model_meta import ModelMeta, write_model_meta
+from unet_keras.inference import decision_threshold, load_model, model_meta
+from unet_keras.metrics import dice_global, iou_global
 from unet_keras.postprocess import cumulative_steps
-from unet_keras.predict import write_png
+from unet_keras.scoring import calibrate_threshold, per_image_scores, split_probabilities
+from unet_keras.viz import write_png
 
 #: The paper's Table 1 (Dice, IoU, accuracy as (mean, std)).
 PAPER_TABLE1 = {
@@ -56,23 +47,11 @@ PAPER_TABLE1 = {
 }
 
 
-#: How slices are scored: ``native`` = probabilities resized back to each slice's own size and
-#: compared with its original mask (what a user of ``unet-predict`` or the page sees);
-#: ``model`` = at the model's working resolution, against the resized mask.
-RESOLUTIONS = ("native", "model")
-
 #: Tumour-size bins: share of the slice's pixels (at its own size) that are tumour.
 SIZE_BINS = (("<0.5%", 0.0, 0.005), ("0.5-1%", 0.005, 0.01), ("1-2%", 0.01, 0.02),
              ("2-5%", 0.02, 0.05), (">=5%", 0.05, 1.01))
 #: A slice with Dice below this counts as a miss.
 MISS_DICE = 0.1
-#: Slices per progress-bar step of :func:`predict_split` (a multiple of ``predict_batch``'s
-#: batch of 8, so the forward passes are the same with or without a bar).
-PROGRESS_CHUNK = 32
-#: Thresholds tried when choosing the decision threshold on the validation split.
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
-
-
 def _mean_std(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()), "std": float(values.std())}
@@ -84,18 +63,6 @@ def _stack(masks: Sequence[np.ndarray]) -> np.ndarray:
     if len({np.shape(m) for m in masks}) == 1:
         return np.stack(masks)
     return np.concatenate([np.ravel(m) for m in masks])[None, None]
-
-
-def per_image_scores(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray]
-                     ) -> dict[str, np.ndarray]:
-    """``{"dice", "iou", "accuracy"}``, each ``(N,)``, for binary masks: ``(N, H, W)`` arrays
-    or lists of ``(H_i, W_i)`` masks of any sizes (each pair of one size)."""
-    if isinstance(truth, np.ndarray) and isinstance(pred, np.ndarray):
-        return {"dice": dice_per_image(truth, pred), "iou": iou_per_image(truth, pred),
-                "accuracy": accuracy_per_image(truth, pred)}
-    scores = [per_image_scores(np.asarray(t)[None], np.asarray(p)[None])
-              for t, p in zip(truth, pred, strict=True)]
-    return {key: np.array([s[key][0] for s in scores]) for key in ("dice", "iou", "accuracy")}
 
 
 def score_split(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray],
@@ -154,57 +121,6 @@ def working_size(model: keras.Model, fallback: int) -> int:
     return int(h) if h is not None else int(fallback)
 
 
-def to_native(probs: np.ndarray, slices: Sequence[data_lib.Slice]) -> list[np.ndarray]:
-    """Probabilities at the working size -> each slice's own ``(H, W)`` (bilinear)."""
-    out = []
-    for p, s in zip(probs, slices, strict=True):
-        h, w = s.mask.shape
-        out.append(p if p.shape == (h, w)
-                   else cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR))
-    return out
-
-
-def predict_split(model: keras.Model, images: np.ndarray, tta: bool = False,
-                  progress: bool = False, desc: str = "predicting") -> np.ndarray:
-    """:func:`~unet_keras.inference.predict_batch` of ``images``, :data:`PROGRESS_CHUNK` at a
-    time; with ``progress`` a tqdm bar over the slices goes to stderr when that is a terminal
-    (cleared when done)."""
-    if len(images) == 0:
-        return predict_batch(model, images, tta=tta)  # its error for an empty split
-    parts = []
-    with tqdm(total=len(images), desc=desc, unit="slice", leave=False,
-              disable=None if progress else True) as bar:  # None: only on a terminal
-        for start in range(0, len(images), PROGRESS_CHUNK):
-            parts.append(predict_batch(model, images[start:start + PROGRESS_CHUNK], tta=tta))
-            bar.update(len(parts[-1]))
-    return np.concatenate(parts)
-
-
-def split_probabilities(model: keras.Model, slices: Sequence[data_lib.Slice],
-                        images: np.ndarray, masks: np.ndarray, resolution: str = "native",
-                        tta: bool = False, progress: bool = False, desc: str = "predicting"
-                        ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``(truths, probs)``: binary truth masks and tumour probabilities of a split, at each
-    slice's own size (``native``) or at the working size of ``images`` (``model``); with
-    ``progress`` a bar (:func:`predict_split`) labelled ``desc``."""
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
-    probs = predict_split(model, images, tta, progress, desc)
-    if resolution == "model":
-        return list((masks[..., 0] >= 0.5).astype(np.uint8)), list(probs)
-    return [s.mask for s in slices], to_native(probs, slices)
-
-
-def choose_threshold(truths: Sequence[np.ndarray], probs: Sequence[np.ndarray],
-                     thresholds: Sequence[float] = THRESHOLDS) -> tuple[float, dict[str, float]]:
-    """The threshold of the highest mean per-image Dice (ties: the one nearest 0.5), and the
-    mean Dice at each threshold tried."""
-    curve = {f"{t:.2f}": float(per_image_scores(
-        truths, [(p >= t).astype(np.uint8) for p in probs])["dice"].mean()) for t in thresholds}
-    best = max(thresholds, key=lambda t: (curve[f"{t:.2f}"], -abs(t - 0.5)))
-    return float(best), curve
-
-
 def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images: np.ndarray,
                    masks: np.ndarray, threshold: float = 0.5, resolution: str = "native",
                    tta: bool = False, min_size: int = 64, progress: bool = False,
@@ -243,7 +159,7 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
 
 def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
              data: str | None = None, format: str = "auto", output: str | os.PathLike | None = None,
-             tta: bool = False, image_size: int = 256, save_masks: bool = False,
+             tta: bool = False, image_size: int = DEFAULT_IMAGE_SIZE, save_masks: bool = False,
              min_size: int = 64, resolution: str = "native", threshold: float | None = None,
              log=print, progress: bool = False) -> dict:
     """Evaluate a run (its config and split) or a model on a data folder (split ``all``).
@@ -261,25 +177,24 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
 
     if run_dir is not None:
         run_dir = Path(run_dir)
-        record = json.loads(_read(run_dir / "config.json"))
-        cfg = TrainConfig.from_dict({**record["train"], "resume": False})
+        cfg, record = _run_config(run_dir)
         # A run trained on a TFRecord export records the dataset the export was made from.
         data = data or record.get("data_source")
         if data is not None:
-            cfg = TrainConfig.from_dict({**cfg.to_dict(), "data": data, "format": format})
+            cfg = cfg.replace(data=data, format=format)
         model_path = Path(model_path) if model_path else run_dir / "model.keras"
         model = load_model(model_path)
-        slices, split, arrays = _run_split(cfg, run_dir)
+        slices, split, arrays = load_split_data(cfg, run_dir)
         output = Path(output) if output else run_dir
     else:
         if model_path is None or data is None:
             raise ValueError("give a run directory, or both --model and --data")
         model = load_model(Path(model_path))
         channels = model.input_shape[-1]
-        size = working_size(model, image_size)
+        image_size = working_size(model, image_size)
         slices = data_lib.read_dataset(data, format=format, progress=progress)
         split = {"all": list(range(len(slices)))}
-        arrays = {"all": data_lib.load_arrays(slices, size, channels)}
+        arrays = {"all": data_lib.load_arrays(slices, image_size, channels)}
         output = Path(output) if output else Path(model_path).parent / "eval"
     if threshold is None:
         threshold = decision_threshold(model)
@@ -331,47 +246,22 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
     return results
 
 
-def calibrate_threshold(model_path: str | os.PathLike, slices: Sequence[data_lib.Slice],
-                        images: np.ndarray, masks: np.ndarray, image_size: int | None = None,
-                        log=print) -> tuple[float, dict[str, float]]:
-    """Choose the decision threshold on validation slices (mean per-image Dice at each slice's
-    own size, :func:`choose_threshold`) and store it in the model file's metadata; the curve
-    goes to ``threshold.json`` beside the model file.
-
-    ``images``/``masks`` are the slices preprocessed at the model's working size
-    (``image_size``, recorded too when the file has no metadata yet). Returns the threshold and
-    the mean Dice at each threshold tried.
-    """
-    model = load_model(model_path)
-    truths, probs = split_probabilities(model, slices, images, masks, resolution="native")
-    threshold, curve = choose_threshold(truths, probs)
-    meta = model_meta(model) or ModelMeta(arch=arch_config_of(model).to_dict(),
-                                                    image_size=image_size)
-    write_model_meta(model_path, meta.replace(
-        threshold=threshold, threshold_source=f"validation split ({len(slices)} slices): best "
-        "mean per-image Dice at native resolution"))
-    write_text_atomic(Path(model_path).parent / "threshold.json", json.dumps(
-        {"threshold": threshold, "val_dice_by_threshold": curve}, indent=2))
-    log(f"threshold {threshold:.2f} (val per-image Dice {curve[f'{threshold:.2f}']:.4f}; at "
-        f"0.50: {curve['0.50']:.4f}) stored in {model_path}")
-    return threshold, curve
-
-
 def calibrate_run(run_dir: str | os.PathLike, log=print) -> float:
     """:func:`calibrate_threshold` of a run's ``model.keras`` on its validation split."""
     run_dir = Path(run_dir)
-    record = json.loads(_read(run_dir / "config.json"))
-    cfg = TrainConfig.from_dict({**record["train"], "resume": False,
-                                 "data": record.get("data_source") or record["train"]["data"]})
-    slices, split, arrays = _run_split(cfg, run_dir)
+    cfg, record = _run_config(run_dir)
+    cfg = cfg.replace(data=record.get("data_source") or cfg.data)
+    slices, split, arrays = load_split_data(cfg, run_dir)
     threshold, _ = calibrate_threshold(run_dir / "model.keras",
                                        [slices[i] for i in split["val"]], *arrays["val"],
                                        image_size=cfg.image_size, log=log)
     return threshold
 
 
-def _run_split(cfg: TrainConfig, run_dir: Path):
-    return load_split_data(cfg, run_dir)
+def _run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
+    """The configuration a run was trained with (not resuming) and its whole record."""
+    record = json.loads(_read(run_dir / "config.json"))
+    return run_config(run_dir).replace(resume=False), record
 
 
 def _read(path: Path) -> str:

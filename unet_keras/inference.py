@@ -21,9 +21,10 @@ import cv2
 import keras
 import numpy as np
 
+from unet_keras.atomic import atomic_path
 from unet_keras.batchnorm import fold_batchnorm
 from unet_keras.model import arch_config_of, build_unet
-from unet_keras.model_meta import DEFAULT_THRESHOLD, ModelMeta, read_model_meta
+from unet_keras.model_meta import DEFAULT_THRESHOLD, ModelMeta, read_model_meta, write_model_meta
 
 #: The bundled trained model (``saved_models/sample``), used when no model is given.
 BUNDLED_RUN = Path(__file__).resolve().parent.parent / "saved_models" / "sample"
@@ -56,17 +57,22 @@ def check_keras_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(path: str | Path | None = None) -> keras.Model:
+def model_path(path: str | os.PathLike | None = None) -> Path:
+    """The ``.keras`` file meant by ``path``: itself, ``model.keras`` of a run directory, or
+    the bundled model when ``None``."""
+    path = Path(path) if path is not None else BUNDLED_MODEL
+    return path / "model.keras" if path.is_dir() else path
+
+
+def load_model(path: str | os.PathLike | None = None) -> keras.Model:
     """Load a ``.keras`` model, or ``model.keras`` of a run directory; default: the bundled one.
 
-    What the file says about its use (:class:`~unet_keras.model_meta.ModelMeta`: working size,
-    decision threshold) is attached as ``model.unet_meta`` (``None`` for older files); read it
-    with :func:`model_meta`. Raises ``FileNotFoundError``/``ValueError`` naming the path on a
-    missing or unreadable file.
+    What the file says about its use (:class:`~unet_keras.model_meta.ModelMeta`: its
+    architecture, working size, decision threshold) is attached as ``model.unet_meta``
+    (``None`` for older files); read it with :func:`model_meta`. Raises
+    ``FileNotFoundError``/``ValueError`` naming the path on a missing or unreadable file.
     """
-    path = Path(path) if path is not None else BUNDLED_MODEL
-    if path.is_dir():
-        path = path / "model.keras"
+    path = model_path(path)
     check_keras_file(path)
     try:
         model = keras.models.load_model(path)
@@ -74,6 +80,34 @@ def load_model(path: str | Path | None = None) -> keras.Model:
         raise ValueError(f"{path}: not a loadable Keras model ({exc})") from None
     model.unet_meta = read_model_meta(path)
     return model
+
+
+def load_unet(path: str | os.PathLike | None = None) -> keras.Model:
+    """:func:`load_model`, refusing a Keras model that is not a unet_keras U-Net; every error
+    names the file.
+
+    Raises:
+        FileNotFoundError: no model file.
+        ValueError: a truncated/corrupt file, or a Keras model that is not a unet_keras U-Net.
+    """
+    path = model_path(path)
+    model = load_model(path)
+    try:
+        arch_config_of(model)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return model
+
+
+def save_model(model: keras.Model, path: str | os.PathLike, meta: ModelMeta | None = None
+               ) -> None:
+    """Save ``model`` as a ``.keras`` file, atomically, with ``meta`` (default: the one it
+    carries, :func:`model_meta`) inside, so that :func:`load_model` gives it back."""
+    meta = meta if meta is not None else model_meta(model)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        if meta is not None:
+            write_model_meta(tmp, meta)
 
 
 def model_meta(model: keras.Model) -> ModelMeta | None:

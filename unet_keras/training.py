@@ -1,25 +1,30 @@
 """Training: data -> split -> tf.data -> compiled U-Net -> Keras callbacks -> run directory.
 
-A run directory (``TrainConfig.output``) holds::
+:func:`train` runs a training as a sequence of named phases (see :func:`_train`), in this
+order, which is also the order in which they consume random numbers:
 
-    config.json      the resolved TrainConfig and ArchConfig (+ which data was used)
-    split.json       which files / patients went to train, val and test
-    model.keras      best epoch on validation Dice, exported in float32
-    last.keras       the last epoch, float32
-    model.pt         the PyTorch twin of model.keras (when torch is installed)
-    history.csv      one row per epoch (Keras CSVLogger)
-    curves.png       accuracy, IoU, Dice and loss, train vs val
-    logs/            TensorBoard
-    summary.md       what was trained on what, and how well
-    backup/          Keras BackupAndRestore state while a run is unfinished (for --resume)
+1. :func:`restore_point` -- where a resumed run continues (epoch, history so far, best Dice);
+2. :func:`init_weights` -- the model whose weights start the run (``init_from``), checked;
+3. :func:`seed_everything` -- Keras' seeds and, on request, TensorFlow's op determinism;
+4. :func:`load_data` -- the dataset or TFRecord export, its split, the preprocessed arrays;
+5. :func:`choose_precision` -- the dtype policy (``auto`` times both on this machine);
+6. :func:`choose_strategy` -- the ``tf.distribute`` strategy and its number of replicas;
+7. :func:`build_model` -- the U-Net (fused batch norm), compiled in the strategy's scope;
+8. :func:`build_datasets` -- the training and validation batches;
+9. :func:`make_callbacks` -- checkpoint, logs, schedule, budgets, backup for ``--resume``;
+10. :func:`fit` -- ``model.fit``;
+11. :func:`export_models` -- ``last.keras``, ``model.keras`` (best epoch), its threshold, ``.pt``;
+12. :func:`report` -- ``curves.png`` and ``summary.md``.
+
+Phases 5-8 are where the run meets its backend (dtype policy, distribution, ``tf.data``);
+everything about files is in :mod:`unet_keras.run_dir`, which lists what a run directory
+holds. Everything is written atomically; a run killed at any moment continues with
+``resume=True`` from its last finished epoch.
 
 The model trains with TensorFlow's fused BatchNormalization kernel
 (:class:`unet_keras.batchnorm.FusedBatchNormalization`, same weights and math, about 20% faster
 under ``mixed_bfloat16``); the exports are rebuilt with Keras' own layer, and checkpoints hold
 weights only, so no file depends on the fused layer.
-
-Everything is written atomically; a run killed at any moment continues with ``resume=True``
-from its last finished epoch.
 
 ``--data`` may also be a TFRecord export (:mod:`unet_keras.data.tfrecord`); its split is then
 used as exported (and copied to ``split.json``), and the shards are read by a ``tf.data``
@@ -47,13 +52,12 @@ workers read, so ``output`` must then be on storage they share).
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +66,6 @@ import numpy as np
 import tensorflow as tf
 
 from unet_keras import data as data_lib
-from unet_keras.atomic import atomic_path, write_text_atomic
 from unet_keras.config import ArchConfig, TrainConfig
 from unet_keras.data import tfrecord
 from unet_keras.data.pipeline import make_patch_dataset
@@ -79,14 +82,30 @@ from unet_keras.distribute import (
     task_name,
     weights_digest,
 )
+from unet_keras.inference import save_model
 from unet_keras.losses import get_loss
 from unet_keras.metrics import segmentation_metrics
-from unet_keras.model import build_unet
-from unet_keras.model_meta import ModelMeta, write_model_meta
+from unet_keras.model import arch_config_of, build_unet
+from unet_keras.model_meta import ModelMeta
+from unet_keras.optimizers import build_optimizer
 from unet_keras.precision import resolve_policy
+from unet_keras.run_dir import (
+    MONITOR,
+    RunDir,
+    check_run_dir,
+    config_record,
+    prepare_worker_dir,
+    read_history,
+    restored_epoch,
+    summary_markdown,
+    trim_history,
+    write_config,
+    write_summary,
+)
 from unet_keras.schedule import Budget, EMAWeights, EMAWeightsBack
+from unet_keras.scoring import calibrate_threshold
 
-MONITOR = "val_dice_coef"
+Log = Callable[[str], object]
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -114,19 +133,34 @@ class RunResult:
     best_val_dice: float
 
 
-#: The optimizers :func:`make_optimizer` builds (``--optimizer``).
-OPTIMIZERS = ("adam", "sgd")
+@dataclass(frozen=True)
+class RestorePoint:
+    """Where a run starts: ``next_epoch`` (0 for a new run), the history rows of the epochs
+    already done and the best validation Dice among them (``None``: none yet)."""
+
+    next_epoch: int
+    past: list[dict[str, float]]
+    best_so_far: float | None
+
+
+@dataclass
+class RunData:
+    """What :func:`load_data` read: the data's path, and either a TFRecord ``export`` (split
+    as exported, read by ``tf.data``) or the ``slices`` with their ``split`` and preprocessed
+    ``arrays`` (``{split: (images, masks)}``)."""
+
+    path: str
+    split: dict[str, list]
+    export: tfrecord.TFRecordExport | None = None
+    slices: list[data_lib.Slice] | None = None
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam, or SGD with (Nesterov-free) momentum, at ``cfg.lr``; with ``cfg.ema`` > 0 the
-    optimizer also keeps an exponential moving average of the weights (momentum ``ema``)."""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {OPTIMIZERS}")
-    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema else {}
-    if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum, **ema)
-    return keras.optimizers.Adam(learning_rate=cfg.lr, **ema)
+    """The optimizer ``cfg.optimizer`` (:data:`unet_keras.optimizers.OPTIMIZERS`) at
+    ``cfg.lr``; with ``cfg.ema`` > 0 it also keeps an exponential moving average of the
+    weights (momentum ``ema``)."""
+    return build_optimizer(cfg.optimizer, cfg.lr, cfg.momentum, cfg.ema)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, replicas: int = 1) -> keras.Model:
@@ -151,166 +185,218 @@ def export_float32(model: keras.Model, arch: ArchConfig, path: str | os.PathLike
     conversion want float32, so exports are always rebuilt from the config. The export is
     not compiled (it is for inference; no optimizer state travels).
     """
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with precision_policy("float32"):
         clean = build_unet(arch)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     clean.set_weights(model.get_weights())
-    with atomic_path(path) as tmp:
-        clean.save(tmp)
-        if meta is not None:
-            write_model_meta(tmp, meta)
+    save_model(clean, path, meta)
     return clean
 
 
-def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
-    """Rows of a Keras ``history.csv`` as dicts of floats (``epoch`` as int)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in rows]
+def fit_verbosity(quiet: bool = False, stream=None) -> int:
+    """``verbose`` of ``model.fit``: 0 (nothing) when ``quiet``; 1 (Keras' progress bar with
+    ETA) when ``stream`` (default ``sys.stdout``) is a terminal; else 2 (one line per epoch,
+    so logs written to files stay clean)."""
+    if quiet:
+        return 0
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2
 
 
-def _trim_history(path: Path, next_epoch: int) -> list[dict[str, float]]:
-    """Drop rows of epochs that the restored state has not finished (no duplicates)."""
-    rows = [r for r in read_history(path) if r["epoch"] < next_epoch]
-    if path.exists():
-        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-            if rows:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-    return rows
+def train(cfg: TrainConfig, log: Log = print, quiet: bool = False) -> RunResult:
+    """Run a full training as configured; see the module docstring for the phases and
+    :mod:`unet_keras.run_dir` for the outputs. A run to resume comes from
+    :func:`unet_keras.config.resume_config` (which keeps the run's network).
+
+    Keras reports each epoch as :func:`fit_verbosity` says (``quiet``: not at all; ``log``
+    still gets the run's summary lines). In a multi-worker cluster (``TF_CONFIG``) only the
+    chief writes ``cfg.output``; every other worker works in a temporary directory, removed
+    when it returns or fails.
+    """
+    if is_chief():
+        return _train(cfg, check_run_dir(cfg), True, log, quiet)
+    with tempfile.TemporaryDirectory(prefix="unet-keras-worker-") as scratch:
+        log(f"{task_name()}: scratch {scratch} (removed at the end); the chief writes "
+            f"{cfg.output}")
+        return _train(cfg, prepare_worker_dir(cfg, Path(scratch)), False, log, quiet)
 
 
-def _restored_epoch(backup_dir: Path) -> int:
-    meta = backup_dir / "training_metadata.json"
-    for candidate in (meta, meta.with_name(meta.name + ".bkp")):
-        try:
-            return int(json.loads(candidate.read_text())["epoch"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return 0
+def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log: Log, quiet: bool = False
+           ) -> RunResult:
+    """:func:`train` writing into ``run_dir`` (a non-chief worker: its temporary directory),
+    phase by phase."""
+    run = RunDir(run_dir)
+    init_model = init_weights(cfg)
+    seed_everything(cfg)
+    data = load_data(cfg, run_dir, log)
+    record = config_record(cfg, run_dir, data.path,
+                           data.export.source if data.export is not None else None)
+    start = restore_point(cfg, run)
+    policy = choose_precision(cfg, log)
+    record["policy"] = policy
+    write_config(run_dir, record)
+    with precision_policy(policy):
+        strategy, replicas, workers = choose_strategy(cfg)
+        model = build_model(cfg, strategy, replicas,
+                            init_model if start.next_epoch == 0 else None)
+        train_ds, val_ds, steps = build_datasets(cfg, data.export, data.arrays, replicas)
+        callbacks = make_callbacks(cfg, run, start)
+        if replicas > 1:
+            # outside the scope: not distributed
+            twin = compile_model(build_unet(cfg.arch, batchnorm="fused"), cfg)
+            callbacks[:0] = [AverageBatchNormStatistics(strategy),
+                             UndistributedValidation(twin, val_ds)]
+        if workers > 1:
+            fix_keras_multiworker(model, strategy)
+        log(f"model: {model.count_params():,} parameters; {cfg.epochs} epochs, "
+            f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, loss {cfg.loss}"
+            + f", {policy}" + (f", patches {cfg.patch_size}" if cfg.patch_size else "")
+            + (f", from {cfg.init_from}" if cfg.init_from else ""))
+        if replicas > 1:
+            log(f"{task_name()}: {type(strategy).__name__}, {replicas} replicas on {workers} "
+                f"worker(s), {cfg.batch_size // replicas} images per replica, {steps} steps "
+                "per epoch")
+        elapsed = fit(cfg, model, train_ds, None if replicas > 1 else val_ds, steps,
+                      callbacks, workers, quiet)
+
+    if workers > 1:
+        log(f"{task_name()}: weights {weights_digest(model)}")
+    history = read_history(run.history)
+    best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
+    if not chief:
+        return RunResult(Path(cfg.output), history, int(best_row["epoch"]),
+                         float(best_row[MONITOR]))
+    export_models(cfg, model, run, data, log)
+    report(cfg, run, data, history, best_row, elapsed)
+    log(f"best epoch {best_row['epoch'] + 1}: val Dice {best_row[MONITOR]:.4f}; run in {run_dir}")
+    return RunResult(run_dir, history, int(best_row["epoch"]), float(best_row[MONITOR]))
 
 
-def _check_backup(backup_dir: Path) -> None:
-    """Refuse a resume whose BackupAndRestore state cannot be read, before any file is
-    touched: at least one copy of the metadata and of the weights (``.bkp`` is the previous
-    epoch's) must be readable."""
-    if not backup_dir.is_dir():
-        return
-    advice = ("start again with a new --output (this run's best epoch so far is in "
-              f"{backup_dir.parent / 'checkpoints' / 'best.weights.h5'})")
-    meta = backup_dir / "training_metadata.json"
-    readable_meta = []
-    for candidate in (meta, meta.with_name(meta.name + ".bkp")):
-        try:
-            int(json.loads(candidate.read_text())["epoch"])
-            readable_meta.append(candidate)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    if not readable_meta:
-        raise data_lib.DataError(f"{meta}: the backup of the last finished epoch is unreadable "
-                                 f"(and so is its .bkp copy); {advice}")
-    weights = backup_dir / "latest.weights.h5"
-    import h5py
-
-    for candidate in (weights, weights.with_name(weights.name + ".bkp")):
-        try:
-            with h5py.File(candidate, "r"):
-                return
-        except OSError:
-            continue
-    raise data_lib.DataError(f"{weights}: the backed-up weights are unreadable (and so is "
-                             f"their .bkp copy); {advice}")
+# --- the phases, in the order _train runs them --------------------------------------------
 
 
-def check_run_dir(cfg: TrainConfig) -> Path:
-    """The run directory of ``cfg``, checked but not created: a new run needs a place with no
-    run in it; a resume needs an unfinished run with a readable backup. Nothing is written
-    (the directory is made when the first file is, once the inputs have been read)."""
-    if cfg.output is None:
-        raise ValueError("TrainConfig.output (the run directory) is not set")
-    run_dir = Path(cfg.output)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: --output is a file, not a directory")
-    if cfg.resume:
-        if not (run_dir / "config.json").exists():
-            raise data_lib.DataError(f"{run_dir}: no config.json here, nothing to resume")
-        if not (run_dir / "backup").exists() and (run_dir / "model.keras").exists():
-            raise ValueError(f"{run_dir}: this run has finished; there is nothing to resume")
-        _check_backup(run_dir / "backup")
-    elif (run_dir / "config.json").exists():
-        raise ValueError(
-            f"{run_dir}: a run already exists here; pass --resume to continue it or choose "
-            "another --output"
-        )
-    return run_dir
+def init_weights(cfg: TrainConfig) -> keras.Model | None:
+    """The model whose weights start the run (``init_from``), checked against ``cfg.arch``
+    (the input size aside: it may be trained at another)."""
+    if not cfg.init_from:
+        return None
+    from unet_keras.inference import load_model
+
+    source = load_model(cfg.init_from)
+    theirs = arch_config_of(source).replace(input_shape=cfg.arch.input_shape)
+    if theirs != cfg.arch:
+        raise ValueError(f"{cfg.init_from}: its architecture {theirs.to_dict()} differs from "
+                         f"this run's {cfg.arch.to_dict()}; --init-from needs the same network")
+    return source
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, best_so_far: float | None,
-               past: list[dict[str, float]]) -> list:
-    callbacks = []
-    if cfg.steps or cfg.time_budget or cfg.schedule == "cosine":
-        last = past[-1] if past else {}
-        callbacks.append(Budget(
-            steps=cfg.steps, minutes=cfg.time_budget, warmup=cfg.warmup,
-            peak_lr=cfg.lr if cfg.schedule == "cosine" else None,
-            done_steps=int(last.get("steps", 0)), done_minutes=float(last.get("minutes", 0.0))))
-    if cfg.ema:
-        ema = EMAWeights()
-        callbacks.append(ema)
-    callbacks += [
-        AtomicModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.weights.h5"), monitor=MONITOR, mode="max",
-            save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far,
-        ),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-    ]
-    if cfg.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=MONITOR, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience,
-            min_lr=cfg.min_lr))
-    if cfg.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="max", patience=cfg.early_stopping, restore_best_weights=False))
-    if cfg.ema:
-        callbacks.append(EMAWeightsBack(ema))
-    # Last, so the epoch's checkpoint and history row exist before the backup says it is done.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"),
-                                                      double_checkpoint=True))
-    return callbacks
+def seed_everything(cfg: TrainConfig) -> None:
+    """Seed Python, numpy and the backend from ``cfg.seed``; with ``cfg.deterministic`` also
+    TensorFlow's op determinism."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
-def _prepare_worker_dir(cfg: TrainConfig, scratch: Path) -> Path:
-    """A non-chief worker's stand-in for the run directory: empty, or on resume a copy of the
-    chief's config, split, history and backup (read from ``cfg.output``)."""
-    if cfg.output is None:
-        raise ValueError("TrainConfig.output (the run directory) is not set")
-    if cfg.resume:
-        run_dir = Path(cfg.output)
-        if not (run_dir / "config.json").exists():
-            raise data_lib.DataError(
-                f"{run_dir}: no config.json here, nothing to resume (every worker reads the "
-                "chief's run directory on resume: put --output on storage they share)")
-        check_run_dir(cfg)
-        for name in ("config.json", "split.json", "history.csv"):
-            if (run_dir / name).exists():
-                shutil.copyfile(run_dir / name, scratch / name)
-        if (run_dir / "backup").is_dir():
-            shutil.copytree(run_dir / "backup", scratch / "backup")
-    return scratch
+def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
+    """Read the data: a TFRecord export (its own split, copied into the run directory) or a
+    dataset split by :func:`unet_keras.data.splits.load_split_data` (a resumed run reuses its
+    ``split.json``) and preprocessed.
+
+    Raises:
+        DataError: unreadable data, or too few slices for a train and a val split.
+    """
+    path = cfg.data or str(data_lib.SAMPLE_DIR)
+    log(f"data: {path}" + ("" if cfg.data else " (the bundled sample; pass --data for yours)"))
+    if tfrecord.is_export(path):
+        export = tfrecord.open_export(path)
+        data = RunData(path, _export_split(export, cfg, run_dir), export=export)
+    else:
+        slices, split, arrays = load_split_data(cfg, run_dir, fresh=not cfg.resume)
+        data = RunData(path, split, slices=slices, arrays=arrays)
+    log("split: " + ", ".join(f"{k} {len(v)}" for k, v in data.split.items()) + " slices")
+    if not data.split.get("train") or not data.split.get("val"):
+        raise data_lib.DataError(f"{path}: too few slices for a train and a val split")
+    return data
 
 
-def _datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None, arrays: dict | None,
-              replicas: int) -> tuple[tf.data.Dataset, tf.data.Dataset, int | None]:
+def _export_split(export: tfrecord.TFRecordExport, cfg: TrainConfig, run_dir: Path
+                  ) -> dict[str, list[str]]:
+    """The export's split (slice ids per split), copied into the run directory."""
+    if export.image_size != cfg.image_size:
+        raise data_lib.DataError(
+            f"{export.root}: exported at {export.image_size}x{export.image_size}; train it with "
+            f"--image-size {export.image_size} (or export again at {cfg.image_size})")
+    split_file = RunDir(run_dir).split
+    if not split_file.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(export.root / "split.json", split_file)
+    return export.split_ids()
+
+
+def restore_point(cfg: TrainConfig, run: RunDir) -> RestorePoint:
+    """Where the run starts: a resumed run continues after the epoch its backup holds (the
+    history is trimmed to the epochs done); a new run starts at 0 with no history."""
+    if not cfg.resume:
+        if run.history.exists():
+            run.history.unlink()
+        return RestorePoint(0, [], None)
+    next_epoch = restored_epoch(run.backup)
+    past = trim_history(run.history, next_epoch)
+    best = max((r[MONITOR] for r in past if MONITOR in r), default=None)
+    return RestorePoint(next_epoch, past, best)
+
+
+def choose_precision(cfg: TrainConfig, log: Log) -> str:
+    """The Keras dtype policy to train in (``float32`` or ``mixed_bfloat16``; ``auto`` times
+    both on a few steps of this network, :func:`unet_keras.precision.resolve_policy`)."""
+    return resolve_policy(cfg.mixed_precision, cfg.arch, cfg.batch_size,
+                          cfg.patch_size or cfg.image_size, log)
+
+
+@contextlib.contextmanager
+def precision_policy(policy: str) -> Iterator[None]:
+    """Keras' global dtype policy set to ``policy`` inside the block, restored after."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def choose_strategy(cfg: TrainConfig) -> tuple[tf.distribute.Strategy, int, int]:
+    """``(strategy, replicas, workers)`` for ``cfg.strategy``
+    (:func:`unet_keras.distribute.select_strategy`).
+
+    Raises:
+        ValueError: ``batch_size`` (the global batch) is not a multiple of the replicas.
+    """
+    strategy = select_strategy(cfg.strategy)
+    replicas, workers = strategy.num_replicas_in_sync, cluster_size()
+    if cfg.batch_size % replicas:
+        raise ValueError(f"batch size {cfg.batch_size} is the global batch; it must be a "
+                         f"multiple of the {replicas} replicas")
+    return strategy, replicas, workers
+
+
+def build_model(cfg: TrainConfig, strategy: tf.distribute.Strategy, replicas: int,
+                init_model: keras.Model | None = None) -> keras.Model:
+    """The U-Net of ``cfg.arch`` with the fused batch norm, compiled in ``strategy``'s scope,
+    starting from ``init_model``'s weights when given."""
+    with strategy.scope():
+        model = compile_model(build_unet(cfg.arch, batchnorm="fused"), cfg, replicas)
+        if init_model is not None:
+            model.set_weights(init_model.get_weights())
+    return model
+
+
+def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
+                   arrays: dict | None, replicas: int
+                   ) -> tuple[tf.data.Dataset, tf.data.Dataset, int | None]:
     """Training and validation batches of the global batch size, and steps per epoch (``None``:
-    one pass over the training split, the single-replica case)."""
+    one pass over the training split, the single-replica case): patches cut from the slices
+    in memory, whole slices in memory, or a TFRecord export's shards."""
     spread = {"repeat": True, "drop_remainder": True} if replicas > 1 else {}
     if cfg.patch_size:
         if export is not None:
@@ -341,199 +427,73 @@ def _datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None, arrays: 
     return train_ds, val_ds, (max(1, n_train // cfg.batch_size) if replicas > 1 else None)
 
 
-def _export_split(export: tfrecord.TFRecordExport, cfg: TrainConfig, run_dir: Path
-                  ) -> dict[str, list[str]]:
-    """The export's split (slice ids per split), copied into the run directory."""
-    if export.image_size != cfg.image_size:
-        raise data_lib.DataError(
-            f"{export.root}: exported at {export.image_size}x{export.image_size}; train it with "
-            f"--image-size {export.image_size} (or export again at {cfg.image_size})")
-    if not (run_dir / "split.json").exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(export.root / "split.json", run_dir / "split.json")
-    return export.split_ids()
+def make_callbacks(cfg: TrainConfig, run: RunDir, start: RestorePoint) -> list:
+    """The Keras callbacks of a run: budget and cosine schedule, weight EMA, best-epoch
+    checkpoint, TensorBoard, ``history.csv``, plateau schedule, early stopping and, last, the
+    backup that ``--resume`` restores."""
+    callbacks = []
+    if cfg.steps or cfg.time_budget or cfg.schedule == "cosine":
+        last = start.past[-1] if start.past else {}
+        callbacks.append(Budget(
+            steps=cfg.steps, minutes=cfg.time_budget, warmup=cfg.warmup,
+            peak_lr=cfg.lr if cfg.schedule == "cosine" else None,
+            done_steps=int(last.get("steps", 0)), done_minutes=float(last.get("minutes", 0.0))))
+    if cfg.ema:
+        ema = EMAWeights()
+        callbacks.append(ema)
+    callbacks += [
+        AtomicModelCheckpoint(
+            str(run.best_weights), monitor=MONITOR, mode="max", save_best_only=True,
+            save_weights_only=True, initial_value_threshold=start.best_so_far,
+        ),
+        keras.callbacks.TensorBoard(log_dir=str(run.logs), write_graph=False),
+        keras.callbacks.CSVLogger(str(run.history), append=True),
+    ]
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=MONITOR, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience,
+            min_lr=cfg.min_lr))
+    if cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=cfg.early_stopping, restore_best_weights=False))
+    if cfg.ema:
+        callbacks.append(EMAWeightsBack(ema))
+    # Last, so the epoch's checkpoint and history row exist before the backup says it is done.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup), double_checkpoint=True))
+    return callbacks
 
 
-def fit_verbosity(quiet: bool = False, stream=None) -> int:
-    """``verbose`` of ``model.fit``: 0 (nothing) when ``quiet``; 1 (Keras' progress bar with
-    ETA) when ``stream`` (default ``sys.stdout``) is a terminal; else 2 (one line per epoch,
-    so logs written to files stay clean)."""
-    if quiet:
-        return 0
-    stream = sys.stdout if stream is None else stream
-    isatty = getattr(stream, "isatty", None)
-    return 1 if isatty is not None and isatty() else 2
+def fit(cfg: TrainConfig, model: keras.Model, train_ds: tf.data.Dataset,
+        val_ds: tf.data.Dataset | None, steps: int | None, callbacks: list, workers: int,
+        quiet: bool) -> float:
+    """``model.fit`` for ``cfg.epochs`` epochs (a lost worker ends it as
+    :class:`~unet_keras.distribute.WorkerLostError`); returns the seconds it took."""
+    start = time.time()
+    # Also when nothing is left to run: BackupAndRestore then restores the weights.
+    with peer_failures(cfg.output) if workers > 1 else contextlib.nullcontext():
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                  verbose=fit_verbosity(quiet), shuffle=False, steps_per_epoch=steps,
+                  callbacks=callbacks)
+    return time.time() - start
 
 
-def train(cfg: TrainConfig, log=print, quiet: bool = False) -> RunResult:
-    """Run a full training as configured; see the module docstring for the outputs.
-
-    Keras reports each epoch as :func:`fit_verbosity` says (``quiet``: not at all; ``log``
-    still gets the run's summary lines). In a multi-worker cluster (``TF_CONFIG``) only the
-    chief writes ``cfg.output``; every other worker works in a temporary directory, removed
-    when it returns or fails.
-    """
-    if is_chief():
-        return _train(cfg, check_run_dir(cfg), True, log, quiet)
-    with tempfile.TemporaryDirectory(prefix="unet-keras-worker-") as scratch:
-        log(f"{task_name()}: scratch {scratch} (removed at the end); the chief writes "
-            f"{cfg.output}")
-        return _train(cfg, _prepare_worker_dir(cfg, Path(scratch)), False, log, quiet)
-
-
-def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log, quiet: bool = False
-           ) -> RunResult:
-    """:func:`train` writing into ``run_dir`` (a non-chief worker: its temporary directory)."""
-    arch = cfg.arch()
-    if cfg.resume:
-        _check_same_network(run_dir, arch)
-    init_model = _init_model(cfg, arch)
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-    data_path = cfg.data or str(data_lib.SAMPLE_DIR)
-    log(f"data: {data_path}" + ("" if cfg.data else " (the bundled sample; pass --data for yours)"))
-    export = tfrecord.open_export(data_path) if tfrecord.is_export(data_path) else None
-    if export is None:
-        slices, split, arrays = load_split_data(cfg, run_dir, fresh=not cfg.resume)
-    else:
-        slices, split, arrays = None, _export_split(export, cfg, run_dir), None
-    log("split: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()) + " slices")
-    if not split.get("train") or not split.get("val"):
-        raise data_lib.DataError(f"{data_path}: too few slices for a train and a val split")
-
-    config_record = {"arch": arch.to_dict(), "train": cfg.to_dict(), "data_path": data_path,
-                     "lineage": _lineage(cfg, run_dir)}
-    if export is not None:
-        config_record["data_source"] = export.source
-
-    backup_dir = run_dir / "backup"
-    history_path = run_dir / "history.csv"
-    next_epoch = _restored_epoch(backup_dir) if cfg.resume else 0
-    past = _trim_history(history_path, next_epoch) if cfg.resume else []
-    if not cfg.resume and history_path.exists():
-        history_path.unlink()
-    best_so_far = max((r[MONITOR] for r in past if MONITOR in r), default=None)
-
-    previous_policy = keras.mixed_precision.global_policy()
-    policy = resolve_policy(cfg.mixed_precision, arch, cfg.batch_size,
-                            cfg.patch_size or cfg.image_size, log)
-    config_record["policy"] = policy
-    write_text_atomic(run_dir / "config.json", json.dumps(config_record, indent=2))
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        strategy = select_strategy(cfg.strategy)
-        replicas, workers = strategy.num_replicas_in_sync, cluster_size()
-        if cfg.batch_size % replicas:
-            raise ValueError(f"batch size {cfg.batch_size} is the global batch; it must be a "
-                             f"multiple of the {replicas} replicas")
-        with strategy.scope():
-            model = compile_model(build_unet(arch, batchnorm="fused"), cfg, replicas)
-            if init_model is not None and next_epoch == 0:
-                model.set_weights(init_model.get_weights())
-        train_ds, val_ds, steps = _datasets(cfg, export, arrays, replicas)
-        callbacks = _callbacks(cfg, run_dir, best_so_far, past)
-        if replicas > 1:
-            # outside the scope: not distributed
-            twin = compile_model(build_unet(arch, batchnorm="fused"), cfg)
-            callbacks[:0] = [AverageBatchNormStatistics(strategy),
-                             UndistributedValidation(twin, val_ds)]
-        if workers > 1:
-            fix_keras_multiworker(model, strategy)
-        log(f"model: {model.count_params():,} parameters; {cfg.epochs} epochs, "
-            f"batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, loss {cfg.loss}"
-            + f", {policy}" + (f", patches {cfg.patch_size}" if cfg.patch_size else "")
-            + (f", from {cfg.init_from}" if cfg.init_from else ""))
-        if replicas > 1:
-            log(f"{task_name()}: {type(strategy).__name__}, {replicas} replicas on {workers} "
-                f"worker(s), {cfg.batch_size // replicas} images per replica, {steps} steps "
-                "per epoch")
-        start = time.time()
-        # Also when nothing is left to run: BackupAndRestore then restores the weights.
-        with peer_failures(cfg.output) if workers > 1 else contextlib.nullcontext():
-            model.fit(train_ds, validation_data=None if replicas > 1 else val_ds,
-                      epochs=cfg.epochs, verbose=fit_verbosity(quiet), shuffle=False,
-                      steps_per_epoch=steps, callbacks=callbacks)
-        elapsed = time.time() - start
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-
-    if workers > 1:
-        log(f"{task_name()}: weights {weights_digest(model)}")
-    history = read_history(history_path)
-    best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
-    if not chief:
-        return RunResult(Path(cfg.output), history, int(best_row["epoch"]),
-                         float(best_row[MONITOR]))
-    meta = ModelMeta(arch=arch.to_dict(), image_size=cfg.image_size)
-    export_float32(model, arch, run_dir / "last.keras", meta)
-    best_weights = run_dir / "checkpoints" / "best.weights.h5"
-    if best_weights.exists():
-        model.load_weights(best_weights)
-    best = export_float32(model, arch, run_dir / "model.keras", meta)
-    if slices is not None:
-        _choose_threshold(run_dir, [slices[i] for i in split["val"]], arrays["val"], cfg, log)
-    _export_torch(best, run_dir / "model.pt", log)
-    from unet_keras import viz  # matplotlib only when a run finishes
-
-    viz.plot_curves(history, run_dir / "curves.png")
-    write_text_atomic(run_dir / "summary.md",
-                      _summary(cfg, data_path, split, best_row, len(history), elapsed))
-    log(f"best epoch {best_row['epoch'] + 1}: val Dice {best_row[MONITOR]:.4f}; run in {run_dir}")
-    return RunResult(run_dir, history, int(best_row["epoch"]), float(best_row[MONITOR]))
+def export_models(cfg: TrainConfig, model: keras.Model, run: RunDir, data: RunData,
+                  log: Log) -> None:
+    """``last.keras`` (the last epoch) and ``model.keras`` (the best), float32, with their
+    :class:`~unet_keras.model_meta.ModelMeta`; the decision threshold chosen on the
+    validation split (slices in memory only) and the PyTorch twin ``model.pt``."""
+    meta = ModelMeta(arch=cfg.arch.to_dict(), image_size=cfg.image_size)
+    export_float32(model, cfg.arch, run.last, meta)
+    if run.best_weights.exists():
+        model.load_weights(run.best_weights)
+    best = export_float32(model, cfg.arch, run.model, meta)
+    if data.slices is not None:
+        calibrate_threshold(run.model, [data.slices[i] for i in data.split["val"]],
+                            *data.arrays["val"], image_size=cfg.image_size, log=log)
+    _export_torch(best, run.torch_model, log)
 
 
-def _choose_threshold(run_dir: Path, val_slices: list, val_arrays: tuple, cfg: TrainConfig,
-                      log) -> None:
-    """The decision threshold of ``model.keras``, chosen on the validation split
-    (:func:`unet_keras.evaluation.calibrate_threshold`, which writes ``threshold.json``)."""
-    from unet_keras.evaluation import calibrate_threshold
-
-    calibrate_threshold(run_dir / "model.keras", val_slices, *val_arrays,
-                        image_size=cfg.image_size, log=log)
-
-
-def _check_same_network(run_dir: Path, arch: ArchConfig) -> None:
-    """A resumed run must build the network its backup holds."""
-    saved = ArchConfig.from_dict(json.loads((run_dir / "config.json").read_text())["arch"])
-    if saved != arch:
-        changed = sorted(k for k, v in arch.to_dict().items() if saved.to_dict()[k] != v)
-        raise ValueError(f"{run_dir}: resuming needs the run's own network; these settings "
-                         f"differ from its config.json: {', '.join(changed)}")
-
-
-def _init_model(cfg: TrainConfig, arch: ArchConfig) -> keras.Model | None:
-    """The model whose weights start the run (``init_from``), checked against ``arch``."""
-    if not cfg.init_from:
-        return None
-    from unet_keras.inference import load_model
-    from unet_keras.model import arch_config_of
-
-    source = load_model(cfg.init_from)
-    theirs = arch_config_of(source).replace(input_shape=arch.input_shape)
-    if theirs != arch:
-        raise ValueError(f"{cfg.init_from}: its architecture {theirs.to_dict()} differs from "
-                         f"this run's {arch.to_dict()}; --init-from needs the same network")
-    return source
-
-
-def _lineage(cfg: TrainConfig, run_dir: Path) -> list[dict]:
-    """The sittings that led to this run: the ``init_from`` model's run (its own lineage
-    first, read from its ``config.json`` when it sits in a run directory), then this one."""
-    chain: list[dict] = []
-    if cfg.init_from:
-        source = Path(cfg.init_from)
-        record = (source if source.is_dir() else source.parent) / "config.json"
-        if record.exists():
-            chain = json.loads(record.read_text()).get("lineage", [])
-        else:
-            chain = [{"model": str(source)}]
-    here = {"run": str(run_dir), "init_from": cfg.init_from}
-    return [*chain, here] if not chain or chain[-1] != here else chain
-
-
-def _export_torch(model: keras.Model, path: Path, log) -> None:
+def _export_torch(model: keras.Model, path: Path, log: Log) -> None:
     try:
         from unet_keras import torch_mirror
     except ImportError:
@@ -542,20 +502,11 @@ def _export_torch(model: keras.Model, path: Path, log) -> None:
     log(f"wrote {path}")
 
 
-def _summary(cfg: TrainConfig, data_path: str, split: dict, best: dict, epochs_done: int,
-             elapsed: float) -> str:
-    counts = ", ".join(f"{k}: {len(v)}" for k, v in split.items())
-    metrics = " | ".join(f"{k} {best[k]:.4f}" for k in
-                         ("dice_coef", "iou_coef", "accuracy", "val_dice_coef", "val_iou_coef",
-                          "val_accuracy") if k in best)
-    return (
-        f"# Training run\n\n"
-        f"- data: `{data_path}` ({counts} slices)\n"
-        f"- model: base {cfg.base_filters}, depth {cfg.depth}, {cfg.image_size}x{cfg.image_size}"
-        f"x{cfg.channels}, attention {cfg.attention}, dropout {cfg.dropout}\n"
-        f"- training: {epochs_done} epochs, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, "
-        f"loss {cfg.loss}, augment {cfg.augment}, mixed precision {cfg.mixed_precision}, "
-        f"seed {cfg.seed}\n"
-        f"- best epoch (on validation Dice): {best['epoch'] + 1}: {metrics}\n"
-        f"- time this session: {elapsed / 60:.1f} min\n"
-    )
+def report(cfg: TrainConfig, run: RunDir, data: RunData, history: list[dict[str, float]],
+           best_row: dict[str, float], elapsed: float) -> None:
+    """``curves.png`` (the history) and ``summary.md`` (what was trained, how well)."""
+    from unet_keras import viz  # matplotlib only when a run finishes
+
+    viz.plot_curves(history, run.curves)
+    write_summary(run.root, summary_markdown(cfg, data.path, data.split, best_row,
+                                             len(history), elapsed))

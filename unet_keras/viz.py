@@ -35,6 +35,13 @@ def encode_png(array: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a uint8 ``(H, W)`` or RGB ``(H, W, 3)`` array as PNG, atomically."""
+    data = encode_png(np.asarray(array, dtype=np.uint8))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def _save(fig, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")

@@ -12,8 +12,10 @@ from unet_keras.cli.common import HelpFormatter, cli_errors, quiet_tensorflow
 
 def build_parser() -> argparse.ArgumentParser:
     quiet_tensorflow()
-    from unet_keras.data import FORMATS
-    from unet_keras.evaluation import RESOLUTIONS
+    from unet_keras.config import DEFAULT_IMAGE_SIZE, choices_of
+    from unet_keras.scoring import RESOLUTIONS
+
+    formats = choices_of("format")
 
     p = argparse.ArgumentParser(
         prog="evaluate.py",
@@ -24,9 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", help="run directory (uses its config.json and split.json)")
     p.add_argument("--model", help="a .keras model (with --data: evaluate it on a folder)")
     p.add_argument("--data", help="dataset to evaluate on; a plain folder is one split 'all'")
-    p.add_argument("--format", default="auto", choices=FORMATS, help="dataset format")
+    p.add_argument("--format", default="auto", choices=tuple(formats),
+                   help="dataset format: " + "; ".join(f"{name} = {what}"
+                                                       for name, what in formats.items()))
     p.add_argument("--output", help="where to write (default: the run dir, or <model dir>/eval)")
-    p.add_argument("--image-size", type=int, default=256,
+    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
                    help="working size for a size-free model whose file does not store one")
     p.add_argument("--resolution", default="native", choices=RESOLUTIONS,
                    help="native: probabilities resized back to each slice's own size and "
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs:
         if args.plot_minutes:
             from unet_keras import viz
-            from unet_keras.training import read_history
+            from unet_keras.run_dir import read_history
 
             viz.plot_val_dice_vs_minutes(
                 {Path(run).name: read_history(Path(run) / "history.csv") for run in args.runs},

@@ -11,86 +11,35 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import fields
+import typing
+from dataclasses import Field, fields
+from typing import Any
 
 from unet_keras.cli.common import HelpFormatter, cli_errors, description, quiet_tensorflow
-from unet_keras.config import PRECISION_MODES, PRESETS, SCHEDULES, TrainConfig, resume_config
-
-HELP = {
-    "data": "dataset folder or file (default: the bundled sample in data/sample)",
-    "format": "dataset format: figshare (.mat), lgg (kaggle_3m TIFFs), folder (images/+masks/)",
-    "skip_bad": "skip unreadable files with a warning instead of stopping",
-    "epochs": "training epochs (the paper: 120)",
-    "batch_size": "images per batch (global batch under a distribution strategy)",
-    "image_size": "model input size in pixels (256 as in the algorithm section; 512 for the "
-                  "paper's fixed size)",
-    "channels": "input channels (grayscale replicated; 3 as in the paper)",
-    "base_filters": "filters of the first DownConv block (the paper: 64)",
-    "depth": "number of DownConv/UpConv blocks (the paper: 4)",
-    "dropout": "dropout rate after the bottleneck and each decoder concatenation (0 = off)",
-    "attention": "additive attention gates on the skip connections (Attention U-Net)",
-    "loss": "dice = the paper's negative Dice; bce_dice = binary cross-entropy minus Dice",
-    "smooth": "Dice/IoU smoothing constant s",
-    "optimizer": "adam, or sgd with --momentum",
-    "lr": "initial learning rate",
-    "momentum": "SGD momentum",
-    "lr_patience": "epochs without val Dice gain before the learning rate is reduced",
-    "lr_factor": "learning-rate reduction factor on plateau",
-    "min_lr": "lower bound of the learning rate",
-    "early_stopping": "stop after this many epochs without val Dice gain (0 = off)",
-    "augment": "random rotation, flips and intensity jitter on training batches",
-    "augment_scale": "patch training: zoom in/out by up to 1 + this (0 = off)",
-    "augment_gamma": "patch training: image ** exp(U(-g, g)) (0 = off)",
-    "augment_noise": "patch training: Gaussian noise of std up to this (0 = off)",
-    "patch_size": "train on random square patches of this size cut from the --image-size "
-                  "slices (0 = whole slices); the model is then size-free and validates and "
-                  "predicts on whole slices",
-    "steps_per_epoch": "patch training: optimizer steps between validations (0 = as many "
-                       "patches as training slices)",
-    "foreground_fraction": "share of patches placed on a tumour pixel (foreground oversampling)",
-    "steps": "stop after this many optimizer steps (0 = no step budget)",
-    "time_budget": "stop after this many minutes of training (0 = no time budget)",
-    "schedule": "plateau = ReduceLROnPlateau on val Dice; cosine = linear warm-up, then cosine "
-                "decay to 0 over --steps / --time-budget",
-    "warmup": "cosine schedule: share of the budget spent warming up",
-    "ema": "keep an exponential moving average of the weights with this momentum (e.g. 0.999) "
-           "and validate/save it (0 = off)",
-    "init_from": "start from the weights of this .keras model (same network; new optimizer "
-                 "and schedule), recorded in config.json's lineage",
-    "split_by": "patient (default when ids exist), block (consecutive file numbers; default "
-                "for plain folders) or image (leaks slices of a patient across splits)",
-    "val_fraction": "fraction of patients/blocks for validation",
-    "test_fraction": "fraction of patients/blocks held out for testing",
-    "fold": "K/N: train on fold K of N-fold cross-validation by patient",
-    "seed": "random seed (weights, split, shuffling, augmentation)",
-    "deterministic": "also enable TensorFlow op determinism (slower)",
-    "mixed_precision": "on = mixed_bfloat16, off = float32, auto = time both on a few steps "
-                       "and train in the faster",
-    "jit_compile": "compile the training step with XLA",
-    "strategy": "auto = multiworker when TF_CONFIG describes a cluster, else mirrored when "
-                "several GPUs are visible, else one; mirrored = one replica per local device; "
-                "multiworker = the cluster in TF_CONFIG",
-    "output": "run directory (default: saved_models/run-<date>-<time>)",
-    "resume": "continue the run in --output from its last finished epoch",
-}
+from unet_keras.config import PRESETS, ArchConfig, TrainConfig, run_config
 
 
-#: argparse ``type`` of each TrainConfig field, from its annotation.
-KINDS = {"int": int, "float": float, "str": str, "str | None": str}
+def _flag_fields() -> list[tuple[Field, type]]:
+    """Every setting that is a flag, in ``--help`` order, with the dataclass that owns it: the
+    run's fields, and the network's (:class:`ArchConfig`) in place of ``arch``."""
+    out: list[tuple[Field, type]] = []
+    for f in fields(TrainConfig):
+        if f.name == "arch":
+            out += [(a, ArchConfig) for a in fields(ArchConfig) if a.metadata.get("help")]
+        elif f.metadata.get("help"):
+            out.append((f, TrainConfig))
+    return out
 
 
-def choices() -> dict[str, tuple[str, ...]]:
-    """The allowed values of the choice flags, from the modules that implement them."""
-    from unet_keras.data import FORMATS
-    from unet_keras.distribute import STRATEGIES
-    from unet_keras.losses import LOSSES
-    from unet_keras.training import OPTIMIZERS
-
-    return {"format": FORMATS, "loss": tuple(LOSSES), "optimizer": OPTIMIZERS,
-            "strategy": STRATEGIES, "mixed_precision": PRECISION_MODES, "schedule": SCHEDULES}
+def _argparse_type(hint: Any) -> type:
+    """``int``, ``float`` or ``str`` from a field's annotation (``X | None`` -> ``X``)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
 
 
 def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
+    """``train.py``'s parser: one flag per setting (:func:`_flag_fields`), its type, help and
+    choices from the field, its default from ``defaults``."""
     parser = argparse.ArgumentParser(
         prog="train.py", formatter_class=HelpFormatter,
         description="Train the brain-tumor U-Net (Keras). "
@@ -100,17 +49,20 @@ def build_parser(defaults: TrainConfig) -> argparse.ArgumentParser:
                              "(the defaults), cpu (the bundled model's recipe) or quickstart "
                              "(90 seconds on the bundled sample)")
     parser.add_argument("--config", help="JSON file with any of the options below")
-    allowed_values = choices()
-    for f in fields(TrainConfig):
+    values = defaults.settings()
+    hints = {cls: typing.get_type_hints(cls) for cls in (TrainConfig, ArchConfig)}
+    for f, owner in _flag_fields():
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
+        default, help_text = values[f.name], f.metadata["help"]
+        if hints[owner][f.name] is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=HELP[f.name])
+                                help=help_text)
             continue
-        allowed = allowed_values.get(f.name)
-        parser.add_argument(flag, type=KINDS[str(f.type)], default=default, choices=allowed,
-                            help=HELP[f.name])
+        allowed = f.metadata["choices"]() if f.metadata.get("choices") is not None else None
+        if allowed:
+            help_text += ": " + "; ".join(f"{name} = {what}" for name, what in allowed.items())
+        parser.add_argument(flag, type=_argparse_type(hints[owner][f.name]), default=default,
+                            choices=tuple(allowed) if allowed else None, help=help_text)
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (by default: Keras' bar with ETA on a terminal, "
                              "one line per epoch when the output goes to a file or pipe)")
@@ -125,14 +77,16 @@ def resolve_config(argv: list[str] | None) -> TrainConfig:
 def resolve(argv: list[str] | None) -> tuple[TrainConfig, bool]:
     """``(config, quiet)``: the configuration from defaults <- ``--preset`` <- ``--config``
     JSON <- command-line flags, and whether ``--quiet`` was given. With ``--resume`` the run's
-    own ``config.json`` takes the place of the defaults and the preset, so only the
-    flags given explicitly change it (e.g. ``--epochs`` to train longer)."""
+    own ``config.json`` (read once, here) takes the place of the defaults and the preset, and
+    what ``--config`` and the flags change goes through :meth:`TrainConfig.resumed`, which
+    keeps the run's network."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--preset", choices=sorted(PRESETS))
     pre.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False)
     pre.add_argument("--output")
     known, _ = pre.parse_known_args(argv)
+    saved = None
     base = TrainConfig()
     if known.resume:
         if known.output is None:
@@ -140,19 +94,27 @@ def resolve(argv: list[str] | None) -> tuple[TrainConfig, bool]:
         if known.preset:
             raise ValueError("--preset starts a new run; --resume continues one with its own "
                              "settings (give only the flags to change)")
-        base = resume_config(known.output)
+        base = saved = run_config(known.output)
     elif known.preset:
-        base = TrainConfig.from_dict({**base.to_dict(), **PRESETS[known.preset]})
+        base = base.replace(**PRESETS[known.preset])
     if known.config:
         try:
             overrides = json.loads(open(known.config).read())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{known.config}: not a readable JSON config ({exc})") from None
-        base = TrainConfig.from_dict({**base.to_dict(), **overrides})
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{known.config}: a JSON config is an object of settings")
+        nested = dict(overrides.pop("arch", None) or {})
+        nested.pop("input_shape", None)  # derived from image_size, patch_size, channels
+        base = base.replace(**{**nested, **overrides})
     args = vars(build_parser(base).parse_args(argv))
     args.pop("config")
     args.pop("preset")
     quiet = args.pop("quiet")
+    if saved is not None:
+        before = saved.settings()
+        changes = {k: v for k, v in args.items() if v != before[k]}
+        return saved.resumed(known.output, **changes), quiet
     if args["output"] is None:
         if args["resume"]:
             raise ValueError("--resume needs --output (the run directory to continue)")

@@ -1,0 +1,130 @@
+"""Predicting a split and scoring it slice by slice; choosing the decision threshold.
+
+The part of evaluation that training needs too: :func:`split_probabilities` predicts a split
+(:func:`predict_split`, :data:`PROGRESS_CHUNK` slices at a time) and brings the probabilities
+to each slice's own size (:func:`to_native`) or keeps the model's working size
+(:data:`RESOLUTIONS`); :func:`per_image_scores` scores binary masks image by image;
+:func:`calibrate_threshold` chooses the threshold of the best mean per-image Dice on the
+validation split (:func:`choose_threshold`) and stores it with the model. The report built
+on these (Table 1, figures, per-patient views) is :mod:`unet_keras.evaluation`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from unet_keras.atomic import write_text_atomic
+from unet_keras.data import Slice
+from unet_keras.inference import load_model, model_meta, predict_batch
+from unet_keras.metrics import accuracy_per_image, dice_per_image, iou_per_image
+from unet_keras.model import arch_config_of
+from unet_keras.model_meta import ModelMeta, write_model_meta
+
+#: How slices are scored: ``native`` = probabilities resized back to each slice's own size and
+#: compared with its original mask (what a user of ``unet-predict`` or the page sees);
+#: ``model`` = at the model's working resolution, against the resized mask.
+RESOLUTIONS = ("native", "model")
+
+#: Slices per progress-bar step of :func:`predict_split` (a multiple of ``predict_batch``'s
+#: batch of 8, so the forward passes are the same with or without a bar).
+PROGRESS_CHUNK = 32
+#: Thresholds tried when choosing the decision threshold on the validation split.
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
+
+
+
+def per_image_scores(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+    """``{"dice", "iou", "accuracy"}``, each ``(N,)``, for binary masks: ``(N, H, W)`` arrays
+    or lists of ``(H_i, W_i)`` masks of any sizes (each pair of one size)."""
+    if isinstance(truth, np.ndarray) and isinstance(pred, np.ndarray):
+        return {"dice": dice_per_image(truth, pred), "iou": iou_per_image(truth, pred),
+                "accuracy": accuracy_per_image(truth, pred)}
+    scores = [per_image_scores(np.asarray(t)[None], np.asarray(p)[None])
+              for t, p in zip(truth, pred, strict=True)]
+    return {key: np.array([s[key][0] for s in scores]) for key in ("dice", "iou", "accuracy")}
+
+
+def to_native(probs: np.ndarray, slices: Sequence[Slice]) -> list[np.ndarray]:
+    """Probabilities at the working size -> each slice's own ``(H, W)`` (bilinear)."""
+    out = []
+    for p, s in zip(probs, slices, strict=True):
+        h, w = s.mask.shape
+        out.append(p if p.shape == (h, w)
+                   else cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR))
+    return out
+
+
+def predict_split(model: keras.Model, images: np.ndarray, tta: bool = False,
+                  progress: bool = False, desc: str = "predicting") -> np.ndarray:
+    """:func:`~unet_keras.inference.predict_batch` of ``images``, :data:`PROGRESS_CHUNK` at a
+    time; with ``progress`` a tqdm bar over the slices goes to stderr when that is a terminal
+    (cleared when done)."""
+    if len(images) == 0:
+        return predict_batch(model, images, tta=tta)  # its error for an empty split
+    parts = []
+    with tqdm(total=len(images), desc=desc, unit="slice", leave=False,
+              disable=None if progress else True) as bar:  # None: only on a terminal
+        for start in range(0, len(images), PROGRESS_CHUNK):
+            parts.append(predict_batch(model, images[start:start + PROGRESS_CHUNK], tta=tta))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts)
+
+
+def split_probabilities(model: keras.Model, slices: Sequence[Slice],
+                        images: np.ndarray, masks: np.ndarray, resolution: str = "native",
+                        tta: bool = False, progress: bool = False, desc: str = "predicting"
+                        ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(truths, probs)``: binary truth masks and tumour probabilities of a split, at each
+    slice's own size (``native``) or at the working size of ``images`` (``model``); with
+    ``progress`` a bar (:func:`predict_split`) labelled ``desc``."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+    probs = predict_split(model, images, tta, progress, desc)
+    if resolution == "model":
+        return list((masks[..., 0] >= 0.5).astype(np.uint8)), list(probs)
+    return [s.mask for s in slices], to_native(probs, slices)
+
+
+def choose_threshold(truths: Sequence[np.ndarray], probs: Sequence[np.ndarray],
+                     thresholds: Sequence[float] = THRESHOLDS) -> tuple[float, dict[str, float]]:
+    """The threshold of the highest mean per-image Dice (ties: the one nearest 0.5), and the
+    mean Dice at each threshold tried."""
+    curve = {f"{t:.2f}": float(per_image_scores(
+        truths, [(p >= t).astype(np.uint8) for p in probs])["dice"].mean()) for t in thresholds}
+    best = max(thresholds, key=lambda t: (curve[f"{t:.2f}"], -abs(t - 0.5)))
+    return float(best), curve
+
+
+def calibrate_threshold(model_path: str | os.PathLike, slices: Sequence[Slice],
+                        images: np.ndarray, masks: np.ndarray, image_size: int | None = None,
+                        log=print) -> tuple[float, dict[str, float]]:
+    """Choose the decision threshold on validation slices (mean per-image Dice at each slice's
+    own size, :func:`choose_threshold`) and store it in the model file's metadata; the curve
+    goes to ``threshold.json`` beside the model file.
+
+    ``images``/``masks`` are the slices preprocessed at the model's working size
+    (``image_size``, recorded too when the file has no metadata yet). Returns the threshold and
+    the mean Dice at each threshold tried.
+    """
+    model = load_model(model_path)
+    truths, probs = split_probabilities(model, slices, images, masks, resolution="native")
+    threshold, curve = choose_threshold(truths, probs)
+    meta = model_meta(model) or ModelMeta(arch=arch_config_of(model).to_dict(),
+                                                    image_size=image_size)
+    write_model_meta(model_path, meta.replace(
+        threshold=threshold, threshold_source=f"validation split ({len(slices)} slices): best "
+        "mean per-image Dice at native resolution"))
+    write_text_atomic(Path(model_path).parent / "threshold.json", json.dumps(
+        {"threshold": threshold, "val_dice_by_threshold": curve}, indent=2))
+    log(f"threshold {threshold:.2f} (val per-image Dice {curve[f'{threshold:.2f}']:.4f}; at "
+        f"0.50: {curve['0.50']:.4f}) stored in {model_path}")
+    return threshold, curve
