@@ -42,3 +42,25 @@ def test_meta_rejects_impossible_values(tmp_path):
         z.writestr(MEMBER, "{not json")
     with pytest.raises(ValueError, match="bad.keras"):
         read_model_meta(bad)
+
+
+def test_the_model_carries_its_arch_config_through_a_file(tmp_path):
+    """build_unet attaches the ArchConfig, save_model stores it, load_model gives it back and
+    arch_config_of reads it there; a file without it (plain ``model.save``, older versions)
+    is read off the layers."""
+    from unet_keras.inference import load_model, model_meta, save_model
+    from unet_keras.model import arch_config_from_layers, arch_config_of
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2, dropout=0.1,
+                      attention=True, transpose_kernel=3, bn_momentum=0.9, bn_epsilon=1e-4)
+    model = build_unet(arch)
+    assert model_meta(model).arch == arch.to_dict() and arch_config_of(model) == arch
+    save_model(model, tmp_path / "carried.keras")
+    assert read_model_meta(tmp_path / "carried.keras").arch == arch.to_dict()
+    loaded = load_model(tmp_path / "carried.keras")
+    assert model_meta(loaded).arch == arch.to_dict() and arch_config_of(loaded) == arch
+
+    model.save(tmp_path / "bare.keras")  # no unet_keras.json: the layers tell
+    bare = load_model(tmp_path / "bare.keras")
+    assert model_meta(bare) is None
+    assert arch_config_of(bare) == arch_config_from_layers(bare) == arch

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_keras import ArchConfig, build_unet, get_loss
+from unet_keras import ArchConfig, arch_config_of, build_unet, get_loss
 from unet_keras.data import load_arrays, read_dataset
 
 torch = pytest.importorskip("torch")
@@ -26,7 +26,6 @@ from unet_keras.torch_mirror import (  # noqa: E402 - needs the torch extra
     ConversionError,
     ConvTranspose2dSame,
     PtFileError,
-    arch_config_from_keras,
     build_torch_unet,
     compare_probabilities,
     keras_to_torch,
@@ -179,9 +178,9 @@ def test_module_names_map_one_to_one_to_keras_layers():
 @pytest.mark.parametrize("name", sorted(RANDOM_CONFIGS))
 def test_arch_config_recovered_from_keras_model(name):
     config = RANDOM_CONFIGS[name]
-    assert arch_config_from_keras(build_unet(config)) == config
+    assert arch_config_of(build_unet(config)) == config
     fixed = config.replace(input_shape=(128, 96, config.channels))
-    assert arch_config_from_keras(build_unet(fixed)) == fixed
+    assert arch_config_of(build_unet(fixed)) == fixed
 
 
 def test_non_unet_keras_model_is_refused():
@@ -235,7 +234,7 @@ def test_bundled_model_converts_and_agrees_on_real_slices(sample_records):
         pytest.skip(f"no bundled model at {run / 'model.keras'} yet")
     model = keras.models.load_model(run / "model.keras")
     recorded = json.loads((run / "config.json").read_text())["arch"]
-    assert arch_config_from_keras(model) == ArchConfig.from_dict(recorded)
+    assert arch_config_of(model) == ArchConfig.from_dict(recorded)
     height, _, channels = ArchConfig.from_dict(recorded).input_shape
     images = load_arrays(sample_records, height, channels)[0]
     report = parity_report(model, keras_to_torch(model), images)

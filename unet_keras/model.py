@@ -8,6 +8,12 @@ with ``base * 2**depth`` filters (then Dropout when configured). Decoder leg: Up
 ``up{depth}..up1``; ``up{i}`` upsamples with Conv2DTranspose (stride 2), concatenates the skip
 of ``down{i}`` and applies (Conv3x3-BN-ReLU) x 2. Head: Conv2D 1x1 with sigmoid, kept in
 float32 even under a mixed-precision policy.
+
+The model carries its configuration: :func:`build_unet` attaches a
+:class:`~unet_keras.model_meta.ModelMeta` holding the :class:`ArchConfig` as
+``model.unet_meta``, saved models keep it inside the ``.keras`` file and
+:func:`unet_keras.inference.load_model` attaches it again; :func:`arch_config_of` reads it
+there, and reads the layers only for files saved before it existed.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from keras import layers
 
 from unet_keras.blocks import double_conv, down_block, up_block
 from unet_keras.config import ArchConfig
+from unet_keras.model_meta import ModelMeta
 
 
 def build_unet(config: ArchConfig | None = None, batchnorm: str = "keras") -> keras.Model:
@@ -45,17 +52,20 @@ def build_unet(config: ArchConfig | None = None, batchnorm: str = "keras") -> ke
                      batchnorm)
 
     outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="head")(x)
-    return keras.Model(inputs, outputs, name="unet")
+    model = keras.Model(inputs, outputs, name="unet")
+    model.unet_meta = ModelMeta(arch=config.to_dict())
+    return model
 
 
 def arch_config_of(model: keras.Model) -> ArchConfig:
-    """Recover the :class:`ArchConfig` of a U-Net built by :func:`build_unet`, from its layers.
+    """The :class:`ArchConfig` of a U-Net built by :func:`build_unet`: the one it carries
+    (``model.unet_meta``; the input shape is the model's own), else, for a file saved before
+    models carried it (or loaded without :func:`unet_keras.inference.load_model`), read off
+    its layers (:func:`arch_config_from_layers`).
 
-    Read from the model itself: input shape (``None`` H/W kept), filters of ``down1_conv1``,
-    the number of ``down{i}_pool`` layers (depth), the rate of ``bottleneck_dropout`` (0 when
-    absent), whether ``up1_att_psi`` exists (attention), the kernel size of ``up1_transpose``
-    and momentum/epsilon of ``down1_bn1``. Raises ``ValueError`` naming the missing layers when
-    the model is not such a U-Net.
+    Raises:
+        ValueError: the model is not such a U-Net (naming the missing layers), or it is an
+            inference copy with its batch norms folded into the convolutions.
     """
     by_name = {layer.name: layer for layer in model.layers}
     needed = ("down1_conv1", "down1_bn1", "down1_pool", "up1_transpose")
@@ -63,10 +73,24 @@ def arch_config_of(model: keras.Model) -> ArchConfig:
     if missing:
         raise ValueError(f"model {model.name!r} is not a unet_keras U-Net: it has no layer "
                          f"{', '.join(missing)}")
-    bn = by_name["down1_bn1"]
-    if not isinstance(bn, layers.BatchNormalization):
+    if not isinstance(by_name["down1_bn1"], layers.BatchNormalization):
         raise ValueError(f"model {model.name!r} has its batch norms folded into the "
                          "convolutions (an inference copy); use the model it was made from")
+    meta = getattr(model, "unet_meta", None)
+    if meta is not None and meta.arch:
+        return ArchConfig.from_dict({**meta.arch, "input_shape": model.input_shape[1:]})
+    return arch_config_from_layers(model)
+
+
+def arch_config_from_layers(model: keras.Model) -> ArchConfig:
+    """The :class:`ArchConfig` of a U-Net read off its layers (files saved before models
+    carried their configuration): input shape (``None`` H/W kept), filters of
+    ``down1_conv1``, the number of ``down{i}_pool`` layers (depth), the rate of
+    ``bottleneck_dropout`` (0 when absent), whether ``up1_att_psi`` exists (attention), the
+    kernel size of ``up1_transpose`` and momentum/epsilon of ``down1_bn1``. The model must be
+    one (see :func:`arch_config_of`)."""
+    by_name = {layer.name: layer for layer in model.layers}
+    bn = by_name["down1_bn1"]
     depth = 0
     while f"down{depth + 1}_pool" in by_name:
         depth += 1

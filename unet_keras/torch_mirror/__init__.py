@@ -4,15 +4,14 @@ Importing :mod:`unet_keras` never imports torch; this subpackage does.
 
 * :func:`build_torch_unet` -- the same network from an :class:`~unet_keras.config.ArchConfig`,
   NCHW in, ``(B, 1, H, W)`` probabilities out (:mod:`.network`).
-* :func:`keras_to_torch` / :func:`torch_to_keras` / :func:`arch_config_from_keras` -- weights
-  copied layer by layer by name (:mod:`.convert`).
+* :func:`keras_to_torch` / :func:`torch_to_keras` -- weights copied layer by layer by name,
+  the network the Keras model carries (:func:`unet_keras.model.arch_config_of`) (:mod:`.convert`).
 * :func:`save_pt` / :func:`load_pt` -- the ``model.pt`` file (:mod:`.pt_file`).
 * :func:`parity_report` -- both models on the same inputs (:mod:`.parity`).
 """
 
 from unet_keras.torch_mirror.convert import (
     ConversionError,
-    arch_config_from_keras,
     keras_to_torch,
     torch_to_keras,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "ParityReport",
     "PtFileError",
     "TorchUNet",
-    "arch_config_from_keras",
     "build_torch_unet",
     "compare_probabilities",
     "keras_to_torch",

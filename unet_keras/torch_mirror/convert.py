@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from keras import layers
 
-from unet_keras.config import ArchConfig
 from unet_keras.model import arch_config_of, build_unet
 from unet_keras.torch_mirror.network import TorchUNet, build_torch_unet
 
@@ -28,14 +27,6 @@ _BATCH_NORM = (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_m
 
 class ConversionError(ValueError):
     """The Keras model or the PyTorch module is not a U-Net this package can convert."""
-
-
-def arch_config_from_keras(model: keras.Model) -> ArchConfig:
-    """:func:`unet_keras.model.arch_config_of`, raising :class:`ConversionError`."""
-    try:
-        return arch_config_of(model)
-    except ValueError as exc:
-        raise ConversionError(str(exc)) from None
 
 
 def _keras_variables(model: keras.Model) -> dict[str, tuple[keras.Variable, bool]]:
@@ -82,9 +73,16 @@ def _matched(model: keras.Model, module: TorchUNet
 def keras_to_torch(model: keras.Model) -> TorchUNet:
     """A :class:`TorchUNet` (eval mode, CPU) with the weights of a Keras U-Net.
 
-    The architecture comes from :func:`arch_config_from_keras`.
+    The architecture is the one the model carries (:func:`unet_keras.model.arch_config_of`).
+
+    Raises:
+        ConversionError: ``model`` is not a unet_keras U-Net.
     """
-    module = build_torch_unet(arch_config_from_keras(model))
+    try:
+        arch = arch_config_of(model)
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from None
+    module = build_torch_unet(arch)
     with torch.no_grad():
         for _, var, is_kernel, tensor in _matched(model, module):
             value = keras.ops.convert_to_numpy(var)

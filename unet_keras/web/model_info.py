@@ -1,6 +1,6 @@
 """What the app says about the served model: its run name, its training record, its model card.
 
-The architecture is read off the model's layers (:func:`unet_keras.model.arch_config_of`),
+The architecture is the one the model carries (:func:`unet_keras.model.arch_config_of`),
 whether it came from a run directory or a bare ``.keras`` file; a run directory also has the
 ``config.json`` its training wrote, which is added when present, and may have a
 ``MODEL_CARD.md`` (what the model is for, its data, its limits), which the page links.
