@@ -107,7 +107,7 @@ def test_choose_threshold_finds_the_best_cut_and_prefers_0_5_on_ties():
 
 
 def test_to_native_resizes_probabilities_back_to_each_slice():
-    from unet_keras.data.records import make_slice
+    from unet_keras.data.slices import make_slice
     from unet_keras.scoring import to_native
 
     slices = [make_slice(np.zeros((64, 48)), np.zeros((64, 48)), "a", None, None, "a"),

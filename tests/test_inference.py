@@ -182,7 +182,7 @@ def test_predict_batch_rejects_a_bad_batch(flexible_model, batch_size, n, messag
 def test_a_model_file_s_working_size_and_threshold_are_used(tmp_path):
     from unet_keras.inference import decision_threshold, load_model
     from unet_keras.model_meta import ModelMeta, write_model_meta
-    from unet_keras.predict import segment_images
+    from unet_keras.predict_files import segment_images
 
     arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
     path = tmp_path / "m.keras"

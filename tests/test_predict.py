@@ -59,7 +59,7 @@ def _slices(shared_data: Path, n: int) -> list[np.ndarray]:
 
 
 def test_segment_images_batches_equal_sizes(tmp_path: Path, shared_data: Path):
-    from unet_keras.predict import segment_images
+    from unet_keras.predict_files import segment_images
 
     model = _spread_model(tmp_path / "tiny.keras")
     images = _slices(shared_data, 5)
@@ -80,7 +80,7 @@ def test_segment_images_batches_equal_sizes(tmp_path: Path, shared_data: Path):
 def test_segment_files_writes_in_order_and_what_came_before_a_bad_file(tmp_path: Path,
                                                                        shared_data: Path):
     from unet_keras.data import DataError
-    from unet_keras.predict import segment_files
+    from unet_keras.predict_files import segment_files
 
     model = _spread_model(tmp_path / "tiny.keras")
     folder = tmp_path / "in"

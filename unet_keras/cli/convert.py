@@ -62,17 +62,18 @@ def _import_torch_mirror():
 def _parity_images(config, data: str | None, limit: int | None) -> tuple[np.ndarray, str]:
     """NHWC float32 inputs for the parity report (sized for the model of ``config``) and a
     phrase saying where they come from."""
+    from unet_keras.config import DEFAULT_IMAGE_SIZE
     from unet_keras.data import SAMPLE_DIR, load_arrays, read_dataset
 
     height, width, channels = config.input_shape
-    size = height if height is not None and height == width else None
+    image_size = height if height is not None and height == width else None
     source = Path(data) if data else SAMPLE_DIR
     if data or SAMPLE_DIR.is_dir():
         slices = read_dataset(source)[:limit]
-        images, _ = load_arrays(slices, size, channels)
+        images, _ = load_arrays(slices, image_size, channels)
         what = f"{len(images)} slices of {source}"
     else:
-        side = size or 256
+        side = image_size or DEFAULT_IMAGE_SIZE
         rng = np.random.default_rng(0)
         images = rng.random((SYNTHETIC_IMAGES, side, side, channels), dtype=np.float32)
         what = f"{SYNTHETIC_IMAGES} synthetic noise images (no bundled sample found)"
@@ -90,7 +91,7 @@ def _parity(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{pt_path}: no such file")
     quiet_tensorflow()
     mirror = _import_torch_mirror()
-    from unet_keras.predict import load_unet
+    from unet_keras.inference import load_unet
 
     model = load_unet(source)
     if pt_path.is_file():
@@ -112,15 +113,13 @@ def _convert(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     mirror = _import_torch_mirror()
     if args.to == "pt":
-        from unet_keras.predict import load_unet
+        from unet_keras.inference import load_unet
 
         mirror.save_pt(mirror.keras_to_torch(load_unet(source)), out)
     else:
-        from unet_keras.atomic import atomic_path
+        from unet_keras.inference import save_model
 
-        model = mirror.torch_to_keras(mirror.load_pt(source))
-        with atomic_path(out) as tmp:
-            model.save(tmp)
+        save_model(mirror.torch_to_keras(mirror.load_pt(source)), out)
     print(f"{source} -> {out}")
     return 0
 

@@ -21,7 +21,7 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".mat"}
 def _skipped(f: Path, output: Path | None) -> bool:
     """Masks (``*_mask.*``: ground truth or this tool's), this tool's overlays, and anything
     inside the output folder."""
-    from unet_keras.predict import is_own_output
+    from unet_keras.predict_files import is_own_output
 
     if "_mask" in f.stem or is_own_output(f):
         return True
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     from tqdm import tqdm
 
-    from unet_keras.predict import segment_files
+    from unet_keras.predict_files import segment_files
 
     for record in segment_files([f for f, _ in inputs], Path(args.output), model_path=args.model,
                                 threshold=args.threshold, tta=args.tta,

@@ -25,7 +25,7 @@ from unet_keras.data.readers import (
     read_mask_bytes,
     read_slice,
 )
-from unet_keras.data.records import MAX_SIDE, MIN_SIDE, DataError, Slice, binarize_mask, check_image
+from unet_keras.data.slices import MAX_SIDE, MIN_SIDE, DataError, Slice, binarize_mask, check_image
 from unet_keras.data.splits import (
     SPLIT_BY,
     default_split_by,

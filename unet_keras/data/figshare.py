@@ -21,7 +21,7 @@ import numpy as np
 import scipy.io
 
 from unet_keras.data.formats import DataFormat
-from unet_keras.data.records import (
+from unet_keras.data.slices import (
     MAX_SIDE,
     DataError,
     Slice,
@@ -66,7 +66,7 @@ def read_mat_file(path: str | Path, max_side: int | None = None) -> Slice:
 
     Raises:
         DataError: unreadable/truncated file, no ``cjdata`` struct, missing fields, a bad image
-            or mask (see :func:`~unet_keras.data.records.check_image`), or a mask whose size
+            or mask (see :func:`~unet_keras.data.slices.check_image`), or a mask whose size
             differs from the image's.
     """
     return read_mat_bytes(_read_bytes(path), str(path), max_side)

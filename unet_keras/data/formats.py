@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from unet_keras.data.records import Slice
+from unet_keras.data.slices import Slice
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class DataFormat:
         detect: ``detect(path)`` is True when the existing ``path`` (a folder, or for some
             formats one file) has this layout.
         list_files: one file per slice under ``path``, in order (raises
-            :class:`~unet_keras.data.records.DataError` when ``path`` is not of this format).
-        read: the :class:`~unet_keras.data.records.Slice` of one listed file.
+            :class:`~unet_keras.data.slices.DataError` when ``path`` is not of this format).
+        read: the :class:`~unet_keras.data.slices.Slice` of one listed file.
         claims: ``claims(file)`` is True when a single listed file belongs to this format
             (reading a file list without the dataset root).
         orphans: files under ``path`` that belong to no slice (warned about, then ignored);

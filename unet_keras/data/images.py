@@ -4,10 +4,10 @@ Colour images come back in RGB(A) order; single-channel images as ``(H, W)``. Th
 kept (``uint8``, ``uint16``, ``int16``, ``float32`` TIFF...).
 
 Before any pixel is decoded the file's header is read: its declared size must be within
-:data:`~unet_keras.data.records.MIN_SIDE` .. ``max_side`` (a decompression-bomb guard: a 390 KB
+:data:`~unet_keras.data.slices.MIN_SIDE` .. ``max_side`` (a decompression-bomb guard: a 390 KB
 PNG may declare 20000x20000 pixels), a TIFF must hold one 2-D page, and a PNG, JPEG or BMP must
 be complete (a truncated JPEG otherwise decodes to a grey-filled image without an error). The
-decoded array then passes :func:`~unet_keras.data.records.check_image`. OpenCV's and tifffile's
+decoded array then passes :func:`~unet_keras.data.slices.check_image`. OpenCV's and tifffile's
 own log lines are silenced: the :class:`DataError` is the one message.
 """
 
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from unet_keras.data.records import DataError, check_image, check_shape, check_side
+from unet_keras.data.slices import DataError, check_image, check_shape, check_side
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -144,14 +144,14 @@ def decode_raster(data: bytes, name: str, max_side: int | None = None) -> np.nda
         data: the file's bytes.
         name: the file's name (its suffix picks the decoder) or path; starts every error.
         max_side: largest accepted height/width (default
-            :data:`~unet_keras.data.records.MAX_SIDE`), checked from the header first.
+            :data:`~unet_keras.data.slices.MAX_SIDE`), checked from the header first.
 
     Returns:
         ``(H, W)`` or ``(H, W, 3|4)`` array (RGB/RGBA order), the file's dtype.
 
     Raises:
         DataError: the bytes are not a decodable image (truncated, wrong type), or the image
-            fails :func:`~unet_keras.data.records.check_image`.
+            fails :func:`~unet_keras.data.slices.check_image`.
     """
     suffix = Path(name).suffix.lower()
     if suffix not in RASTER_SUFFIXES:

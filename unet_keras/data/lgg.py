@@ -11,7 +11,7 @@ from pathlib import Path
 
 from unet_keras.data.formats import DataFormat
 from unet_keras.data.images import read_raster
-from unet_keras.data.records import DataError, Slice, make_slice, natural_key
+from unet_keras.data.slices import DataError, Slice, make_slice, natural_key
 
 _TIFF = (".tif", ".tiff")
 MASK_SUFFIX = "_mask"

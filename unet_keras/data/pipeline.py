@@ -253,7 +253,7 @@ def make_patch_dataset(
 
 def make_file_dataset(
     files: Sequence[str],
-    size: int,
+    image_size: int,
     channels: int,
     batch_size: int,
     format: str = "auto",
@@ -270,7 +270,7 @@ def make_file_dataset(
     Args:
         files: one file per slice, as from :func:`unet_keras.data.list_files` (``.mat`` files,
             or image files whose masks are found by the format's rule).
-        size, channels: model input size and channels (see :func:`preprocess_image`).
+        image_size, channels: model input size and channels (see :func:`preprocess_image`).
         format: the files' format (``"auto"``: by suffix/location, see ``read_slice``).
         cache: ``""`` caches the preprocessed examples in memory, a path prefix caches them in
             files on disk (reused by later runs), ``None`` re-reads every epoch.
@@ -278,17 +278,19 @@ def make_file_dataset(
         Other arguments as in :func:`make_dataset`.
 
     Returns:
-        A dataset of float32 ``((B, size, size, channels), (B, size, size, 1))`` batches. A bad
-        file stops iteration with a TensorFlow error whose message holds the ``DataError``.
+        A dataset of float32 ``((B, image_size, image_size, channels), (B, image_size,
+        image_size, 1))`` batches. A bad file stops iteration with a TensorFlow error whose
+        message holds the ``DataError``.
     """
     def load(path: bytes) -> tuple[np.ndarray, np.ndarray]:
         s = read_slice(path.decode(), format)
-        return preprocess_image(s.image, size, channels), preprocess_mask(s.mask, size)
+        return (preprocess_image(s.image, image_size, channels),
+                preprocess_mask(s.mask, image_size))
 
     def load_tf(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image, mask = tf.numpy_function(load, [path], (tf.float32, tf.float32), stateful=False)
-        image.set_shape((size, size, channels))
-        mask.set_shape((size, size, 1))
+        image.set_shape((image_size, image_size, channels))
+        mask.set_shape((image_size, image_size, 1))
         return image, mask
 
     ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files])

@@ -11,7 +11,7 @@
 * Resize: area interpolation for images, nearest neighbour for masks (which stay 0/1).
 * Channels: the grayscale image is replicated ``channels`` times (3 for the 256x256x3 model).
 * Bad pixels: the readers refuse files with NaN or infinite pixels (naming the file and the
-  count, :func:`~unet_keras.data.records.check_image`); arrays handed in directly are refused
+  count, :func:`~unet_keras.data.slices.check_image`); arrays handed in directly are refused
   here the same way (``ValueError``), since one NaN would make the whole slice NaN and its
   predicted mask empty. They are never replaced.
 """
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from unet_keras.data.records import Slice, binarize_mask
+from unet_keras.data.slices import Slice, binarize_mask
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -63,54 +63,56 @@ def scale_intensity(image: np.ndarray) -> np.ndarray:
     return ((x - lo) / (hi - lo)).astype(np.float32)
 
 
-def preprocess_image(image: np.ndarray, size: int | None, channels: int) -> np.ndarray:
+def preprocess_image(image: np.ndarray, image_size: int | None, channels: int) -> np.ndarray:
     """A stored image -> model input.
 
     Args:
         image: ``(H, W)`` or ``(H, W, C)``, any dtype.
-        size: output height and width (area interpolation), or ``None`` to keep ``H, W``.
+        image_size: output height and width (area interpolation), or ``None`` to keep ``H, W``.
         channels: output channels (the grayscale slice replicated).
 
     Returns:
-        float32 ``(size, size, channels)`` (or ``(H, W, channels)``) in [0, 1].
+        float32 ``(image_size, image_size, channels)`` (or ``(H, W, channels)``) in [0, 1].
     """
     x = scale_intensity(to_grayscale(image))
-    if size is not None and x.shape != (size, size):
-        x = np.clip(cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA), 0.0, 1.0)
+    if image_size is not None and x.shape != (image_size, image_size):
+        x = np.clip(cv2.resize(x, (image_size, image_size), interpolation=cv2.INTER_AREA),
+                    0.0, 1.0)
     return np.repeat(x[..., None], channels, axis=2)
 
 
-def preprocess_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
-    """A stored mask (any encoding, see :func:`binarize_mask`) -> float32 ``(size, size, 1)``
-    of 0/1 (nearest-neighbour resize; ``size=None`` keeps ``H, W``)."""
+def preprocess_mask(mask: np.ndarray, image_size: int | None) -> np.ndarray:
+    """A stored mask (any encoding, see :func:`binarize_mask`) -> float32
+    ``(image_size, image_size, 1)`` of 0/1 (nearest-neighbour resize; ``None`` keeps ``H, W``)."""
     m = binarize_mask(mask)
-    if size is not None and m.shape != (size, size):
-        m = cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST)
+    if image_size is not None and m.shape != (image_size, image_size):
+        m = cv2.resize(m, (image_size, image_size), interpolation=cv2.INTER_NEAREST)
     return m.astype(np.float32)[..., None]
 
 
 def load_arrays(
-    slices: Sequence[Slice], size: int | None, channels: int
+    slices: Sequence[Slice], image_size: int | None, channels: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Preprocess slices into stacked arrays.
 
     Returns:
-        ``images`` float32 ``(N, S, S, channels)`` in [0, 1] and ``masks`` float32
-        ``(N, S, S, 1)`` of 0/1. With ``size=None`` all slices must share one size.
+        ``images`` float32 ``(N, image_size, image_size, channels)`` in [0, 1] and ``masks``
+        float32 ``(N, image_size, image_size, 1)`` of 0/1. With ``image_size=None`` all slices
+        must share one size, which they keep.
 
     Raises:
-        ValueError: ``size=None`` and the slices differ in size.
+        ValueError: ``image_size=None`` and the slices differ in size.
     """
-    if size is None:
+    if image_size is None:
         shapes = {s.image.shape[:2] for s in slices}
         if len(shapes) > 1:
             raise ValueError(f"slices differ in size ({sorted(shapes)}); pass a size to resize")
         h, w = shapes.pop() if shapes else (0, 0)
     else:
-        h = w = size
+        h = w = image_size
     images = np.empty((len(slices), h, w, channels), dtype=np.float32)
     masks = np.empty((len(slices), h, w, 1), dtype=np.float32)
     for i, s in enumerate(slices):
-        images[i] = preprocess_image(s.image, size, channels)
-        masks[i] = preprocess_mask(s.mask, size)
+        images[i] = preprocess_image(s.image, image_size, channels)
+        masks[i] = preprocess_mask(s.mask, image_size)
     return images, masks

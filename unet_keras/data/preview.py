@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
 import numpy as np  # noqa: E402
 
 from unet_keras.data.preprocess import scale_intensity, to_grayscale  # noqa: E402
-from unet_keras.data.records import Slice  # noqa: E402
+from unet_keras.data.slices import Slice  # noqa: E402
 
 
 def pick_evenly(n_total: int, n: int) -> list[int]:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from unet_keras.data import figshare, folders, lgg
 from unet_keras.data.formats import DataFormat
 from unet_keras.data.images import decode_raster, read_raster
-from unet_keras.data.records import DataError, Slice, binarize_mask, check_image, natural_key
+from unet_keras.data.slices import DataError, Slice, binarize_mask, check_image, natural_key
 
 #: The dataset formats (:class:`~unet_keras.data.formats.DataFormat`, one module each), in
 #: the order auto-detection tries them: the most specific layout first. A new format is a
@@ -147,8 +147,8 @@ def read_dataset(
 def read_image_file(path: str | Path, max_side: int | None = None) -> np.ndarray:
     """One image of any supported type: PNG/JPEG/TIFF/BMP as stored (RGB order for colour),
     Figshare ``.mat`` -> ``cjdata.image`` as ``(H, W)`` ``int16`` (its ``tumorMask`` is not
-    needed). Refused as :func:`~unet_keras.data.records.check_image` says; ``max_side``: the
-    largest accepted height/width (default :data:`~unet_keras.data.records.MAX_SIDE`), checked
+    needed). Refused as :func:`~unet_keras.data.slices.check_image` says; ``max_side``: the
+    largest accepted height/width (default :data:`~unet_keras.data.slices.MAX_SIDE`), checked
     from the header before decoding.
 
     Raises:

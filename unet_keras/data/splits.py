@@ -31,7 +31,7 @@ import numpy as np
 from unet_keras.atomic import write_text_atomic
 from unet_keras.data.preprocess import load_arrays
 from unet_keras.data.readers import SAMPLE_DIR, read_dataset
-from unet_keras.data.records import DataError, Slice, natural_key
+from unet_keras.data.slices import DataError, Slice, natural_key
 
 SPLITS = ("train", "val", "test")
 DEFAULT_BLOCK_SIZE = 10

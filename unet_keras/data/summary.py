@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unet_keras.data.readers import list_files, read_slice
-from unet_keras.data.records import DataError, Slice
+from unet_keras.data.slices import DataError, Slice
 
 LABEL_NAMES = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 

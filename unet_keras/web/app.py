@@ -38,9 +38,8 @@ from starlette.concurrency import run_in_threadpool
 from unet_keras import __version__, dice_per_image, iou_per_image
 from unet_keras.data import DataError, read_image_bytes, read_mask_bytes
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import BUNDLED_MODEL, decision_threshold, inference_model
+from unet_keras.inference import BUNDLED_MODEL, decision_threshold, inference_model, load_unet
 from unet_keras.model import arch_config_of
-from unet_keras.predict import load_unet
 from unet_keras.web.model_info import MODEL_CARD, model_card_text, run_dir_of, run_name, run_record
 from unet_keras.web.rendering import outlined_overlay, png_data_url, to_uint8
 from unet_keras.web.segmenter import Segmenter
@@ -199,7 +198,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
         if max(raw.shape[:2]) > max_side:
             raise UploadError(422, f"{upload.filename}: the slice is {raw.shape[1]}x"
                                    f"{raw.shape[0]} pixels; the limit is {max_side} a side")
-        return preprocess_image(raw, size=None, channels=channels)
+        return preprocess_image(raw, image_size=None, channels=channels)
 
     def decode_mask(upload: Upload) -> np.ndarray:
         """Upload -> ``(H, W)`` uint8 0/1."""

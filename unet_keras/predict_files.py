@@ -1,4 +1,6 @@
-"""Segment image files at their own size and write mask and overlay PNGs (``unet-predict``).
+"""Segment image files at their own size and write mask and overlay PNGs: what ``unet-predict``
+(:mod:`unet_keras.cli.predict`) runs. Loading a model and predicting arrays is
+:mod:`unet_keras.inference`.
 
 Output names: an input ``REL`` (its path relative to the folder it was found in, or its file
 name when given directly) gets ``OUT/REL_mask.png`` and ``OUT/REL_overlay.png``, e.g.
@@ -19,18 +21,10 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from unet_keras.atomic import atomic_path
 from unet_keras.data import read_image_file
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import (
-    BUNDLED_MODEL,
-    decision_threshold,
-    inference_model,
-    load_model,
-    predict_any_size,
-)
-from unet_keras.model import arch_config_of
-from unet_keras.viz import encode_png, overlay
+from unet_keras.inference import decision_threshold, inference_model, load_unet, predict_any_size
+from unet_keras.viz import overlay, write_png
 
 #: What ``unet-predict`` appends to an input's name; files ending so are its own outputs.
 MASK_SUFFIX, OVERLAY_SUFFIX = "_mask.png", "_overlay.png"
@@ -85,30 +79,6 @@ def plan_outputs(files: Sequence[Path], output: Path,
     return plan
 
 
-def model_file(model_path: str | os.PathLike | None = None) -> Path:
-    """The ``.keras`` file meant by ``model_path``: itself, ``model.keras`` of a run
-    directory, or the bundled model when ``None``."""
-    path = Path(model_path) if model_path is not None else BUNDLED_MODEL
-    return path / "model.keras" if path.is_dir() else path
-
-
-def load_unet(model_path: str | os.PathLike | None = None) -> keras.Model:
-    """Load a trained U-Net (``.keras`` file, run directory, or the bundled model when
-    ``None``); every error names the file.
-
-    Raises:
-        FileNotFoundError: no model file.
-        ValueError: a truncated/corrupt file, or a Keras model that is not a unet_keras U-Net.
-    """
-    path = model_file(model_path)
-    model = load_model(path)
-    try:
-        arch_config_of(model)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    return model
-
-
 def segment_images(model: keras.Model, images: Sequence[np.ndarray],
                    threshold: float | None = None, tta: bool = False, batch_size: int = 8
                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -121,7 +91,7 @@ def segment_images(model: keras.Model, images: Sequence[np.ndarray],
     """
     threshold = decision_threshold(model) if threshold is None else threshold
     channels = model.input_shape[-1]
-    xs = [preprocess_image(image, size=None, channels=channels) for image in images]
+    xs = [preprocess_image(image, image_size=None, channels=channels) for image in images]
     by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, x in enumerate(xs):
         by_shape[x.shape].append(i)
@@ -131,13 +101,6 @@ def segment_images(model: keras.Model, images: Sequence[np.ndarray],
         for i, p in zip(indices, batch, strict=True):
             probs[i] = p
     return [(x, p, (p >= threshold).astype(np.uint8)) for x, p in zip(xs, probs, strict=True)]
-
-
-def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a uint8 ``(H, W)`` or RGB ``(H, W, 3)`` array as PNG, atomically."""
-    data = encode_png(np.asarray(array, dtype=np.uint8))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
@@ -150,10 +113,10 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
 
     The outputs are planned and checked first (:func:`plan_outputs`: no two inputs share an
     output, no earlier file is replaced unless ``overwrite``), then the model is loaded
-    (:func:`load_unet`). Files are read one by one and segmented ``batch_size`` at a time,
-    equal-size slices sharing forward passes. A file that cannot be read raises its error
-    (naming the file) after the files read before it have been written; nothing is written
-    for it. ``precision`` and ``jit_compile`` set up the model (see
+    (:func:`~unet_keras.inference.load_unet`). Files are read one by one and segmented
+    ``batch_size`` at a time, equal-size slices sharing forward passes. A file that cannot be
+    read raises its error (naming the file) after the files read before it have been written;
+    nothing is written for it. ``precision`` and ``jit_compile`` set up the model (see
     :func:`~unet_keras.inference.inference_model`). With ``progress`` a tqdm bar over the
     files goes to stderr when that is a terminal (cleared when done; print beside it with
     ``tqdm.write``).
