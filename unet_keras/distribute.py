@@ -29,11 +29,15 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from unet_keras.backend import is_tensorflow
+
+if is_tensorflow():
+    import tensorflow as tf
 
 # What a collective op raises when a peer process died or became unreachable.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-               tf.errors.AbortedError, tf.errors.CancelledError)
+               tf.errors.AbortedError, tf.errors.CancelledError) if is_tensorflow() else ()
 
 
 class WorkerLostError(ConnectionError):
@@ -75,8 +79,18 @@ def task_name() -> str:
     return f"{task['type']} {task.get('index', 0)}" if task.get("type") else "local"
 
 
+class SingleDevice:
+    """What the JAX and PyTorch backends train with: one device, no ``tf.distribute`` (the
+    ``scope()`` and ``num_replicas_in_sync`` that training asks a strategy for)."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
 def _one() -> tf.distribute.Strategy:
-    return tf.distribute.get_strategy()
+    return tf.distribute.get_strategy() if is_tensorflow() else SingleDevice()
 
 
 def _mirrored() -> tf.distribute.Strategy:
@@ -89,6 +103,8 @@ def _multiworker() -> tf.distribute.Strategy:
 
 
 def _auto() -> tf.distribute.Strategy:
+    if not is_tensorflow():
+        return SingleDevice()
     if cluster_size() > 1:
         return _multiworker()
     return _mirrored() if len(tf.config.list_logical_devices("GPU")) > 1 else _one()
@@ -143,6 +159,11 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
             f"TF_CONFIG describes a cluster of {workers} processes, but --strategy {name} would "
             "train each of them alone; use --strategy multiworker (or auto), or unset TF_CONFIG"
         )
+    if not is_tensorflow() and (name in ("mirrored", "multiworker") or workers > 1):
+        raise ValueError(f"--strategy {name}" + (" in a TF_CONFIG cluster" if workers > 1 else "")
+                         + f" needs tf.distribute, i.e. the TensorFlow backend; this process "
+                         f"runs Keras on {keras.backend.backend()} (KERAS_BACKEND), which trains "
+                         "on one device: use --strategy auto or one")
     return STRATEGIES[name].make()
 
 

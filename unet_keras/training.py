@@ -57,18 +57,18 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from unet_keras import backend
 from unet_keras import data as data_lib
 from unet_keras.config import ArchConfig, TrainConfig
-from unet_keras.data import tfrecord
-from unet_keras.data.pipeline import make_patch_dataset
+from unet_keras.data import loader
 from unet_keras.data.splits import load_split_data
 from unet_keras.distribute import (
     AverageBatchNormStatistics,
@@ -104,6 +104,11 @@ from unet_keras.run_dir import (
 )
 from unet_keras.schedule import Budget, EMAWeights, EMAWeightsBack
 from unet_keras.scoring import calibrate_threshold
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from unet_keras.data import tfrecord
 
 Log = Callable[[str], object]
 
@@ -203,7 +208,8 @@ def fit_verbosity(quiet: bool = False, stream=None) -> int:
     return 1 if isatty is not None and isatty() else 2
 
 
-def train(cfg: TrainConfig, log: Log = print, quiet: bool = False) -> RunResult:
+def train(cfg: TrainConfig, log: Log = print, quiet: bool = False,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
     """Run a full training as configured; see the module docstring for the phases and
     :mod:`unet_keras.run_dir` for the outputs. A run to resume comes from
     :func:`unet_keras.config.resume_config` (which keeps the run's network).
@@ -211,18 +217,20 @@ def train(cfg: TrainConfig, log: Log = print, quiet: bool = False) -> RunResult:
     Keras reports each epoch as :func:`fit_verbosity` says (``quiet``: not at all; ``log``
     still gets the run's summary lines). In a multi-worker cluster (``TF_CONFIG``) only the
     chief writes ``cfg.output``; every other worker works in a temporary directory, removed
-    when it returns or fails.
+    when it returns or fails. ``callbacks`` are added to the run's own (e.g.
+    :class:`unet_keras.throughput.Throughput`).
     """
     if is_chief():
-        return _train(cfg, check_run_dir(cfg), True, log, quiet)
+        return _train(cfg, check_run_dir(cfg), True, log, quiet, callbacks)
     with tempfile.TemporaryDirectory(prefix="unet-keras-worker-") as scratch:
         log(f"{task_name()}: scratch {scratch} (removed at the end); the chief writes "
             f"{cfg.output}")
-        return _train(cfg, prepare_worker_dir(cfg, Path(scratch)), False, log, quiet)
+        return _train(cfg, prepare_worker_dir(cfg, Path(scratch)), False, log, quiet,
+                      callbacks)
 
 
-def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log: Log, quiet: bool = False
-           ) -> RunResult:
+def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log: Log, quiet: bool = False,
+           extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
     """:func:`train` writing into ``run_dir`` (a non-chief worker: its temporary directory),
     phase by phase."""
     run = RunDir(run_dir)
@@ -234,6 +242,8 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log: Log, quiet: bool =
     start = restore_point(cfg, run)
     policy = choose_precision(cfg, log)
     record["policy"] = policy
+    record["backend"] = backend.name()
+    log(backend.describe())
     write_config(run_dir, record)
     with precision_policy(policy):
         strategy, replicas, workers = choose_strategy(cfg)
@@ -241,6 +251,7 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log: Log, quiet: bool =
                             init_model if start.next_epoch == 0 else None)
         train_ds, val_ds, steps = build_datasets(cfg, data.export, data.arrays, replicas)
         callbacks = make_callbacks(cfg, run, start)
+        callbacks[-1:-1] = list(extra_callbacks)  # the backup stays last
         if replicas > 1:
             # outside the scope: not distributed
             twin = compile_model(build_unet(cfg.arch, batchnorm="fused"), cfg)
@@ -292,10 +303,17 @@ def init_weights(cfg: TrainConfig) -> keras.Model | None:
 
 def seed_everything(cfg: TrainConfig) -> None:
     """Seed Python, numpy and the backend from ``cfg.seed``; with ``cfg.deterministic`` also
-    TensorFlow's op determinism."""
+    TensorFlow's op determinism (the JAX backend is deterministic on the CPU as it is; under
+    PyTorch, ``torch.use_deterministic_algorithms``)."""
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
+    if cfg.deterministic and backend.is_tensorflow():
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
+    elif cfg.deterministic and backend.name() == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
 
 
 def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
@@ -308,7 +326,13 @@ def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
     """
     path = cfg.data or str(data_lib.SAMPLE_DIR)
     log(f"data: {path}" + ("" if cfg.data else " (the bundled sample; pass --data for yours)"))
-    if tfrecord.is_export(path):
+    if (Path(path) / "tfrecord.json").is_file():  # data.tfrecord.MANIFEST: an export
+        if not backend.is_tensorflow():
+            raise data_lib.DataError(f"{path}: a TFRecord export is read by tf.data, i.e. the "
+                                     f"TensorFlow backend (this is {backend.name()}); pass the "
+                                     "dataset folder it was made from")
+        from unet_keras.data import tfrecord
+
         export = tfrecord.open_export(path)
         data = RunData(path, _export_split(export, cfg, run_dir), export=export)
     else:
@@ -385,10 +409,15 @@ def build_model(cfg: TrainConfig, strategy: tf.distribute.Strategy, replicas: in
     """The U-Net of ``cfg.arch`` with the fused batch norm, compiled in ``strategy``'s scope,
     starting from ``init_model``'s weights when given."""
     with strategy.scope():
-        model = compile_model(build_unet(cfg.arch, batchnorm="fused"), cfg, replicas)
+        model = compile_model(build_unet(cfg.arch, batchnorm=_batchnorm()), cfg, replicas)
         if init_model is not None:
             model.set_weights(init_model.get_weights())
     return model
+
+
+def _batchnorm() -> str:
+    """TensorFlow's fused batch norm kernel where it exists, else Keras' own layer."""
+    return "fused" if backend.is_tensorflow() else "keras"
 
 
 def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
@@ -397,6 +426,11 @@ def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
     """Training and validation batches of the global batch size, and steps per epoch (``None``:
     one pass over the training split, the single-replica case): patches cut from the slices
     in memory, whole slices in memory, or a TFRecord export's shards."""
+    if not backend.is_tensorflow():
+        return _portable_datasets(cfg, arrays)
+    from unet_keras.data import tfrecord
+    from unet_keras.data.pipeline import make_patch_dataset
+
     spread = {"repeat": True, "drop_remainder": True} if replicas > 1 else {}
     if cfg.patch_size:
         if export is not None:
@@ -427,6 +461,25 @@ def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
     return train_ds, val_ds, (max(1, n_train // cfg.batch_size) if replicas > 1 else None)
 
 
+def _portable_datasets(cfg: TrainConfig, arrays: dict
+                       ) -> tuple[keras.utils.PyDataset, keras.utils.PyDataset, int]:
+    """:func:`build_datasets` under JAX and PyTorch: the same batches from
+    :mod:`unet_keras.data.loader` (numpy/OpenCV, one device)."""
+    images, masks = arrays["train"]
+    workers = min(8, os.cpu_count() or 1)
+    if cfg.patch_size:
+        steps = cfg.steps_per_epoch or max(1, -(-len(images) // cfg.batch_size))
+        train_ds = loader.PatchBatches(
+            images, masks, cfg.batch_size, cfg.patch_size, steps, cfg.foreground_fraction,
+            augment=cfg.augment, scale=cfg.augment_scale, gamma=cfg.augment_gamma,
+            noise=cfg.augment_noise, seed=cfg.seed, workers=workers)
+    else:
+        train_ds = loader.SliceBatches(images, masks, cfg.batch_size, shuffle=True,
+                                       augment=cfg.augment, seed=cfg.seed, workers=workers)
+    val_ds = loader.SliceBatches(*arrays["val"], batch_size=cfg.batch_size, shuffle=False)
+    return train_ds, val_ds, len(train_ds)
+
+
 def make_callbacks(cfg: TrainConfig, run: RunDir, start: RestorePoint) -> list:
     """The Keras callbacks of a run: budget and cosine schedule, weight EMA, best-epoch
     checkpoint, TensorBoard, ``history.csv``, plateau schedule, early stopping and, last, the
@@ -446,9 +499,11 @@ def make_callbacks(cfg: TrainConfig, run: RunDir, start: RestorePoint) -> list:
             str(run.best_weights), monitor=MONITOR, mode="max", save_best_only=True,
             save_weights_only=True, initial_value_threshold=start.best_so_far,
         ),
-        keras.callbacks.TensorBoard(log_dir=str(run.logs), write_graph=False),
         keras.callbacks.CSVLogger(str(run.history), append=True),
     ]
+    if backend.is_tensorflow():  # Keras' TensorBoard callback writes through TensorFlow
+        callbacks.insert(-1, keras.callbacks.TensorBoard(log_dir=str(run.logs),
+                                                         write_graph=False))
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=MONITOR, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience,

@@ -44,7 +44,12 @@ def description(doc: str | None) -> str:
 
 def quiet_tensorflow() -> None:
     """Initialise TensorFlow's devices with its C++ chatter ("failed call to cuInit" on a
-    machine without GPU) hidden; call once a CLI knows it will run a model."""
+    machine without GPU) hidden; call once a CLI knows it will run a model. Nothing to do
+    under the JAX and PyTorch backends."""
+    from unet_keras.backend import is_tensorflow
+
+    if not is_tensorflow():
+        return
     import tensorflow as tf
 
     quiet_stderr(lambda: tf.config.list_physical_devices())

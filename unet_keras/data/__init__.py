@@ -3,9 +3,12 @@ grouped splits and ``tf.data`` pipelines.
 
 ``SAMPLE_DIR`` is the bundled real sample (``data/sample`` of the repository: Figshare slices
 in the ``images/`` + ``masks/`` layout), used when no ``--data`` is given.
+
+The ``tf.data`` pipelines (``augment_pair``, ``make_dataset``, ``make_file_dataset``) are
+imported on first use, so the rest of the package imports without TensorFlow (the JAX and
+PyTorch backends use :mod:`unet_keras.data.loader`).
 """
 
-from unet_keras.data.pipeline import augment_pair, make_dataset, make_file_dataset
 from unet_keras.data.preprocess import (
     load_arrays,
     preprocess_image,
@@ -73,3 +76,15 @@ __all__ = [
     "to_grayscale",
     "write_split_json",
 ]
+
+
+_PIPELINE = ("augment_pair", "make_dataset", "make_file_dataset")
+
+
+def __getattr__(name: str):
+    """The ``tf.data`` pipeline functions, imported (with TensorFlow) on first use."""
+    if name in _PIPELINE:
+        from unet_keras.data import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
