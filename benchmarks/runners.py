@@ -27,8 +27,8 @@ from benchmarks.timing import Timing, describe_error, interleaved, peak_rss_mib,
 
 if TYPE_CHECKING:
     import torch
-    from benchmarks.torch_worker import TorchWorker
 
+    from benchmarks.torch_worker import TorchWorker
     from unet_keras.config import ArchConfig
 
 #: name -> (dtype policy, jit_compile, the project's batch norm: fused for training, folded for

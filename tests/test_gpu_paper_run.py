@@ -96,7 +96,7 @@ def test_device_script_rehearsed_on_cpu_with_jax(sample_dir, tmp_path):
     packing.pack(sample_dir, carry / "data" / "test.npz", "webp")
     out.mkdir()
     env = dict(os.environ, CARRY=str(carry), WORK=str(tmp_path / "work"), OUT=str(out),
-               JAX_PLATFORMS="cpu")
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO / "tests" / "no_tensorflow"))
     proc = subprocess.run(["bash", "benchmarks/gpu/device_run.sh", "1", "jax", "--tiny"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -8,7 +8,7 @@ BACKEND=${2:-jax}
 OUT=${OUT:-/tmp/out}
 CARRY=${CARRY:-.gpu-carry}
 WORK=${WORK:-/tmp/paper-run}
-export PYTHONUNBUFFERED=1 KERAS_BACKEND=$BACKEND PYTHONPATH=/tmp/site:$PWD
+export PYTHONUNBUFFERED=1 KERAS_BACKEND=$BACKEND PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 if compgen -G "$CARRY/whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "$CARRY"/whl/*.whl || exit 3

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
         save_shards(load_model(run_dir / "model.keras"), cfg.arch, out / "weights")
     summary = {"backend": keras.backend.backend(),
-               "tensorflow_imported": "tensorflow" in sys.modules, "epochs_done": epochs,
+               "tensorflow_imported": sys.modules.get("tensorflow") is not None,
+               "epochs_done": epochs,
                "epochs_planned": args.epochs, "train_minutes": round(train_minutes, 2),
                "total_minutes": round((time.time() - started) / 60, 2),
                "throughput": meter.result, "tables": tables}
