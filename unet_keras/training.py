@@ -3,10 +3,10 @@
 :func:`train` runs a training as a sequence of named phases (see :func:`_train`), in this
 order, which is also the order in which they consume random numbers:
 
-1. :func:`restore_point` -- where a resumed run continues (epoch, history so far, best Dice);
-2. :func:`init_weights` -- the model whose weights start the run (``init_from``), checked;
-3. :func:`seed_everything` -- Keras' seeds and, on request, TensorFlow's op determinism;
-4. :func:`load_data` -- the dataset or TFRecord export, its split, the preprocessed arrays;
+1. :func:`init_weights` -- the model whose weights start the run (``init_from``), checked;
+2. :func:`seed_everything` -- Keras' seeds and, on request, TensorFlow's op determinism;
+3. :func:`load_data` -- the dataset or TFRecord export, its split, the preprocessed arrays;
+4. :func:`restore_point` -- where a resumed run continues (epoch, history so far, best Dice);
 5. :func:`choose_precision` -- the dtype policy (``auto`` times both on this machine);
 6. :func:`choose_strategy` -- the ``tf.distribute`` strategy and its number of replicas;
 7. :func:`build_model` -- the U-Net (fused batch norm), compiled in the strategy's scope;
@@ -16,10 +16,11 @@ order, which is also the order in which they consume random numbers:
 11. :func:`export_models` -- ``last.keras``, ``model.keras`` (best epoch), its threshold, ``.pt``;
 12. :func:`report` -- ``curves.png`` and ``summary.md``.
 
-Phases 5-8 are where the run meets its backend (dtype policy, distribution, ``tf.data``);
-everything about files is in :mod:`unet_keras.run_dir`, which lists what a run directory
-holds. Everything is written atomically; a run killed at any moment continues with
-``resume=True`` from its last finished epoch.
+``config.json`` is written between 5 and 6, once the dtype policy is known. Phases 5-8 are
+where the run meets its backend (dtype policy, distribution, ``tf.data``); everything about
+files is in :mod:`unet_keras.run_dir`, which lists what a run directory holds. Everything
+is written atomically; a run killed at any moment continues with ``resume=True`` from its
+last finished epoch.
 
 The model trains with TensorFlow's fused BatchNormalization kernel
 (:class:`unet_keras.batchnorm.FusedBatchNormalization`, same weights and math, about 20% faster
