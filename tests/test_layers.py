@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "unet_keras"
 #: Layers, bottom first; a module belongs to the first layer holding its name or a package
 #: above it (``unet_keras.data.tfrecord.reader`` -> ``unet_keras.data.tfrecord``).
 LAYERS: list[tuple[str, ...]] = [
-    ("_quiet", "atomic", "model_meta", "batchnorm", "metrics", "postprocess", "schedule",
-     "viz"),
+    ("_quiet", "atomic", "backend", "model_meta", "batchnorm", "metrics", "postprocess",
+     "schedule", "viz"),
     ("losses", "optimizers", "distribute"),
     ("data.records", "data.slices"),
     ("data.formats", "data.images", "data.synthetic"),
@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("config",),
     ("blocks",),
     ("model",),
-    ("flops", "precision"),
+    ("flops", "precision", "throughput"),
     ("inference",),
     ("",),  # the package itself: re-exports up to inference
     ("torch_mirror", "predict_files", "scoring"),
@@ -44,8 +44,8 @@ LAYERS: list[tuple[str, ...]] = [
 
 def layer_of(module: str) -> int:
     name = module.removeprefix("unet_keras").removeprefix(".")
-    parts = name.split(".") if name else []
-    for n in range(len(parts), -1, -1):
+    parts = name.split(".") if name else [""]
+    for n in range(len(parts), 0, -1):
         prefix = ".".join(parts[:n])
         for index, layer in enumerate(LAYERS):
             if prefix in layer:
