@@ -9,8 +9,8 @@ import pytest
 from keras import ops
 
 from unet_keras.config import ArchConfig
-from unet_keras.losses import BCEDiceLoss, DiceLoss, get_loss
-from unet_keras.metrics import dice_coef
+from unet_keras.losses import BCEDiceLoss, BCEImageDiceLoss, DiceLoss, get_loss
+from unet_keras.metrics import dice_coef, dice_coef_per_image
 from unet_keras.model import build_unet
 
 
@@ -77,11 +77,40 @@ def test_bce_dice_loss_against_numpy(smooth):
     assert _value(BCEDiceLoss()(t, near)) < -0.99
 
 
+@pytest.mark.parametrize("smooth", [1.0, 0.5])
+def test_bce_per_image_dice_loss_against_numpy(smooth):
+    t, p = _random(np.random.default_rng(5))
+    per_image = [np_dice(ti, pi, smooth) for ti, pi in zip(t, p, strict=True)]
+    got = dice_coef_per_image(t, p, smooth)
+    np.testing.assert_allclose(ops.convert_to_numpy(got), per_image, rtol=1e-5)
+    want = np_bce(t, p) - np.mean(per_image)
+    assert _value(BCEImageDiceLoss(smooth=smooth)(t, p)) == pytest.approx(want, rel=1e-5)
+
+
+def test_per_image_dice_weighs_a_small_tumour_like_a_large_one():
+    """One image with a 4-pixel tumour, one with a 128-pixel tumour, each found and missed in
+    turn: the pooled Dice barely notices the small one, the per-image Dice halves."""
+    t = np.zeros((2, 16, 16, 1), np.float32)
+    t[0, :2, :2] = 1  # small
+    t[1, 8:] = 1  # large
+    miss_small = t.copy()
+    miss_small[0] = 0
+    miss_large = t.copy()
+    miss_large[1] = 0
+    small, large = (_value(ops.mean(dice_coef_per_image(t, p, 1.0)))
+                    for p in (miss_small, miss_large))
+    assert small == pytest.approx((1 / 5 + 1.0) / 2) and large == pytest.approx((1.0 + 1 / 129) / 2)
+    pooled_small = _value(dice_coef(t, miss_small))
+    assert pooled_small == pytest.approx((2 * 128 + 1) / (132 + 128 + 1))
+    assert pooled_small > 0.98 and small < 0.61
+
+
 def test_get_loss():
     dice = get_loss("dice", smooth=0.5)
     assert isinstance(dice, DiceLoss) and dice.smooth == 0.5
     bce = get_loss("bce_dice")
     assert isinstance(bce, BCEDiceLoss) and bce.smooth == 1.0
+    assert isinstance(get_loss("bce_dice_per_image", smooth=0.5), BCEImageDiceLoss)
     with pytest.raises(ValueError, match="bce_dice"):
         get_loss("focal")
 

@@ -9,7 +9,9 @@ import pytest
 from keras import ops
 
 from unet_keras.metrics import (
+    METRICS,
     DiceCoefficient,
+    DicePerImage,
     IoUCoefficient,
     PixelAccuracy,
     accuracy_per_image,
@@ -151,7 +153,7 @@ def test_segmentation_metrics_over_batches_match_numpy():
     rng = np.random.default_rng(3)
     batches = _batches(rng)
     metrics = segmentation_metrics(smooth=1.0)
-    assert [m.name for m in metrics] == ["accuracy", "iou_coef", "dice_coef"]
+    assert [m.name for m in metrics] == ["accuracy", "iou_coef", "dice_coef", "dice_per_image"]
     assert isinstance(metrics[0], PixelAccuracy)
     for t, p in batches:
         for m in metrics:
@@ -163,6 +165,7 @@ def test_segmentation_metrics_over_batches_match_numpy():
     assert got[0] == pytest.approx(acc, rel=1e-6)
     assert got[1] == pytest.approx(np_iou(t_all, p_all), rel=1e-5)
     assert got[2] == pytest.approx(np_dice(t_all, p_all), rel=1e-5)
+    assert got[3] == pytest.approx(float(np.mean(dice_per_image(t_all, p_all))), rel=1e-5)
     assert segmentation_metrics(smooth=0.25)[2].smooth == 0.25
 
 
@@ -184,6 +187,7 @@ def test_metrics_under_mixed_bfloat16_policy(mixed_bfloat16):
     assert got[0] == pytest.approx(np.mean((p_all >= 0.5) == (t_all > 0.5)), rel=1e-6)
     assert got[1] == pytest.approx(np_iou(t_all, p_all), rel=1e-5)
     assert got[2] == pytest.approx(np_dice(t_all, p_all), rel=1e-5)
+    assert got[3] == pytest.approx(float(np.mean(dice_per_image(t_all, p_all))), rel=1e-5)
 
 
 def test_keras_and_numpy_accuracy_agree_at_the_threshold():
@@ -261,3 +265,40 @@ def test_per_image_random_against_loop():
 def test_per_image_bad_shapes_raise(truth, pred, message):
     with pytest.raises(ValueError, match=message):
         dice_per_image(truth, pred)
+
+
+# --- the stateful per-image Dice (the training log's view of the number users judge) ----------
+
+def test_dice_per_image_metric_hand_computed_and_empty_rule():
+    empty = np.zeros((8, 8, 1), np.float32)
+    left, top = _LEFT[0], _TOP[0]
+    truth = np.stack([left, empty, empty, left])
+    probs = np.stack([top * 0.9, empty, left * 0.7, empty + 0.2])  # 0.2 < 0.5: predicts nothing
+    metric = DicePerImage()
+    assert _value(metric.result()) == 0.0  # nothing seen yet
+    metric.update_state(truth, probs)
+    # half overlap 2*16/64 = 0.5; both empty = 1; exactly one empty = 0 (twice)
+    assert _value(metric.result()) == pytest.approx((0.5 + 1.0 + 0.0 + 0.0) / 4)
+    # a second batch of one perfect image: the mean is over images, not over batches
+    metric.update_state(left[None], left[None])
+    assert _value(metric.result()) == pytest.approx(2.5 / 5)
+    metric.reset_state()
+    metric.update_state(left[None], top[None])
+    assert _value(metric.result()) == pytest.approx(0.5)
+
+
+def test_dice_per_image_metric_over_batches_matches_numpy_and_differs_from_pooled():
+    rng = np.random.default_rng(6)
+    batches = _batches(rng)
+    metric = DicePerImage(threshold=0.4)
+    for t, p in batches:
+        metric.update_state(t, p)
+    t_all = np.concatenate([b[0] for b in batches])
+    p_all = np.concatenate([b[1] for b in batches])
+    want = float(np.mean(dice_per_image(t_all, p_all, threshold=0.4)))
+    assert _value(metric.result()) == pytest.approx(want, rel=1e-5)
+    pooled = np_dice(t_all, p_all >= 0.4, s=0.0)
+    assert want != pytest.approx(pooled, rel=1e-3)  # the images' tumour burdens differ
+    restored = DicePerImage.from_config(metric.get_config())
+    assert restored.threshold == 0.4 and restored.name == "dice_per_image"
+    assert METRICS["dice_per_image"] is DicePerImage

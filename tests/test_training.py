@@ -85,6 +85,32 @@ def test_best_checkpoint_is_the_best_validation_epoch(trained_run: Path):
     np.testing.assert_allclose((2 * inter + 1) / (total + 1), best, rtol=2e-3)
 
 
+def test_monitor_picks_the_best_epoch_on_per_image_dice(tmp_path: Path):
+    """``--monitor dice_per_image`` (with the per-image loss): ``model.keras`` is the epoch
+    with the highest ``val_dice_per_image``, which numpy recomputes from its predictions."""
+    import keras
+
+    from unet_keras.data.splits import load_split_data
+    from unet_keras.metrics import dice_per_image
+
+    run = tmp_path / "per-image"
+    proc = run_cli("train.py", "--epochs", "3", *TINY, "--loss", "bce_dice_per_image",
+                   "--monitor", "dice_per_image", "--output", str(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with (run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: float(r["val_dice_per_image"]))
+    assert f"best epoch {int(best['epoch']) + 1}: val_dice_per_image" in proc.stdout
+    assert "(on val_dice_per_image)" in (run / "summary.md").read_text()
+    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"])
+    assert cfg.monitor == "dice_per_image" and cfg.loss == "bce_dice_per_image"
+    _, _, arrays = load_split_data(cfg, run)
+    images, masks = arrays["val"]
+    probs = keras.models.load_model(run / "model.keras").predict(images, verbose=0)
+    assert float(np.mean(dice_per_image(masks, probs))) == pytest.approx(
+        float(best["val_dice_per_image"]), abs=5e-3)
+
+
 def test_evaluate_cli_outputs_recompute_from_saved_masks(trained_run: Path):
     proc = run_cli("evaluate.py", str(trained_run), "--save-masks")
     assert proc.returncode == 0, proc.stderr[-3000:]

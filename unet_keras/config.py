@@ -186,6 +186,12 @@ def _losses() -> dict[str, str]:
     return {name: cls.description for name, cls in LOSSES.items()}
 
 
+def _monitors() -> dict[str, str]:
+    from unet_keras.metrics import METRICS
+
+    return {name: cls.description for name, cls in METRICS.items()}
+
+
 def _optimizers() -> dict[str, str]:
     from unet_keras.optimizers import OPTIMIZERS
 
@@ -306,6 +312,9 @@ class TrainConfig:
                             range=(0.0, math.inf, "[)"))
     early_stopping: int = setting(0, "stop after this many epochs without val Dice gain "
                                      "(0 = off)", min=0)
+    monitor: str = setting("dice_coef", "validation metric that picks the best epoch (the "
+                                        "checkpoint, plateau and early stopping read it)",
+                           choices=_monitors)
     augment: bool = setting(True, "random rotation, flips and intensity jitter on training "
                                   "batches")
     augment_scale: float = setting(0.0, "patch training: zoom in/out by up to 1 + this "

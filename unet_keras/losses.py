@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from unet_keras.metrics import PACKAGE, dice_coef
+from unet_keras.metrics import PACKAGE, dice_coef, dice_coef_per_image
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -54,9 +54,32 @@ class BCEDiceLoss(keras.losses.Loss):
         return {**super().get_config(), "smooth": self.smooth}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BCEImageDiceLoss(keras.losses.Loss):
+    """Binary cross-entropy (mean over pixels) minus the batch mean of each image's soft Dice
+    (:func:`~unet_keras.metrics.dice_coef_per_image`): every image's tumour weighs the same,
+    however small, as in the per-image Dice users judge the model by."""
+
+    description = "binary cross-entropy minus the mean per-image Dice"
+
+    def __init__(self, smooth: float = 1.0, name: str = "bce_dice_per_image_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
+        return bce - ops.mean(dice_coef_per_image(y_true, y_pred, self.smooth))
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth}
+
+
 #: The losses by name (``--loss``): ``dice`` is the paper's negative Dice. Each class takes
 #: ``smooth`` and says what it is in ``description``.
-LOSSES: dict[str, type[keras.losses.Loss]] = {"dice": DiceLoss, "bce_dice": BCEDiceLoss}
+LOSSES: dict[str, type[keras.losses.Loss]] = {"dice": DiceLoss, "bce_dice": BCEDiceLoss,
+                                              "bce_dice_per_image": BCEImageDiceLoss}
 
 
 def get_loss(name: str, smooth: float = 1.0) -> keras.losses.Loss:

@@ -33,8 +33,11 @@ from unet_keras.atomic import atomic_path, write_text_atomic
 from unet_keras.config import TrainConfig
 from unet_keras.data import DataError
 
-#: The metric that picks the best epoch (checkpoint, plateau, early stopping).
-MONITOR = "val_dice_coef"
+
+def monitor_key(cfg: TrainConfig) -> str:
+    """The logged key that picks the best epoch (checkpoint, plateau, early stopping):
+    ``val_`` + ``cfg.monitor``."""
+    return f"val_{cfg.monitor}"
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,7 @@ def summary_markdown(cfg: TrainConfig, data_path: str, split: dict, best: dict,
     counts = ", ".join(f"{k}: {len(v)}" for k, v in split.items())
     metrics = " | ".join(f"{k} {best[k]:.4f}" for k in
                          ("dice_coef", "iou_coef", "accuracy", "val_dice_coef", "val_iou_coef",
-                          "val_accuracy") if k in best)
+                          "val_accuracy", "val_dice_per_image") if k in best)
     arch = cfg.arch
     return (
         f"# Training run\n\n"
@@ -245,7 +248,7 @@ def summary_markdown(cfg: TrainConfig, data_path: str, split: dict, best: dict,
         f"- training: {epochs_done} epochs, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, "
         f"loss {cfg.loss}, augment {cfg.augment}, mixed precision {cfg.mixed_precision}, "
         f"seed {cfg.seed}\n"
-        f"- best epoch (on validation Dice): {best['epoch'] + 1}: {metrics}\n"
+        f"- best epoch (on {monitor_key(cfg)}): {best['epoch'] + 1}: {metrics}\n"
         f"- time this session: {elapsed / 60:.1f} min\n"
     )
 

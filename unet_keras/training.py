@@ -91,10 +91,10 @@ from unet_keras.model_meta import ModelMeta
 from unet_keras.optimizers import build_optimizer
 from unet_keras.precision import resolve_policy
 from unet_keras.run_dir import (
-    MONITOR,
     RunDir,
     check_run_dir,
     config_record,
+    monitor_key,
     prepare_worker_dir,
     read_history,
     restored_epoch,
@@ -136,7 +136,8 @@ class RunResult:
     run_dir: Path
     history: list[dict[str, float]]
     best_epoch: int
-    best_val_dice: float
+    best_value: float  #: of ``monitor``
+    monitor: str  #: the logged key that picked the best epoch, e.g. ``val_dice_coef``
 
 
 @dataclass(frozen=True)
@@ -274,14 +275,16 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log: Log, quiet: bool =
     if workers > 1:
         log(f"{task_name()}: weights {weights_digest(model)}")
     history = read_history(run.history)
-    best_row = max(history, key=lambda r: r.get(MONITOR, -np.inf))
+    monitor = monitor_key(cfg)
+    best_row = max(history, key=lambda r: r.get(monitor, -np.inf))
     if not chief:
         return RunResult(Path(cfg.output), history, int(best_row["epoch"]),
-                         float(best_row[MONITOR]))
+                         float(best_row[monitor]), monitor)
     export_models(cfg, model, run, data, log)
     report(cfg, run, data, history, best_row, elapsed)
-    log(f"best epoch {best_row['epoch'] + 1}: val Dice {best_row[MONITOR]:.4f}; run in {run_dir}")
-    return RunResult(run_dir, history, int(best_row["epoch"]), float(best_row[MONITOR]))
+    log(f"best epoch {best_row['epoch'] + 1}: {monitor} {best_row[monitor]:.4f}; run in {run_dir}")
+    return RunResult(run_dir, history, int(best_row["epoch"]), float(best_row[monitor]),
+                     monitor)
 
 
 # --- the phases, in the order _train runs them --------------------------------------------
@@ -368,7 +371,8 @@ def restore_point(cfg: TrainConfig, run: RunDir) -> RestorePoint:
         return RestorePoint(0, [], None)
     next_epoch = restored_epoch(run.backup)
     past = trim_history(run.history, next_epoch)
-    best = max((r[MONITOR] for r in past if MONITOR in r), default=None)
+    monitor = monitor_key(cfg)
+    best = max((r[monitor] for r in past if monitor in r), default=None)
     return RestorePoint(next_epoch, past, best)
 
 
@@ -497,7 +501,7 @@ def make_callbacks(cfg: TrainConfig, run: RunDir, start: RestorePoint) -> list:
         callbacks.append(ema)
     callbacks += [
         AtomicModelCheckpoint(
-            str(run.best_weights), monitor=MONITOR, mode="max", save_best_only=True,
+            str(run.best_weights), monitor=monitor_key(cfg), mode="max", save_best_only=True,
             save_weights_only=True, initial_value_threshold=start.best_so_far,
         ),
         keras.callbacks.CSVLogger(str(run.history), append=True),
@@ -507,11 +511,13 @@ def make_callbacks(cfg: TrainConfig, run: RunDir, start: RestorePoint) -> list:
                                                          write_graph=False))
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=MONITOR, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience,
+            monitor=monitor_key(cfg), mode="max", factor=cfg.lr_factor,
+            patience=cfg.lr_patience,
             min_lr=cfg.min_lr))
     if cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="max", patience=cfg.early_stopping, restore_best_weights=False))
+            monitor=monitor_key(cfg), mode="max", patience=cfg.early_stopping,
+            restore_best_weights=False))
     if cfg.ema:
         callbacks.append(EMAWeightsBack(ema))
     # Last, so the epoch's checkpoint and history row exist before the backup says it is done.

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from unet_keras.training import train
 
     result = train(cfg, quiet=quiet)
-    print(f"done: {result.run_dir} (best val Dice {result.best_val_dice:.4f} at epoch "
+    print(f"done: {result.run_dir} (best {result.monitor} {result.best_value:.4f} at epoch "
           f"{result.best_epoch + 1}); evaluate with: python evaluate.py {result.run_dir}")
     return 0
 
