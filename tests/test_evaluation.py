@@ -35,6 +35,27 @@ def test_score_split_per_image_pooled_and_per_patient():
     assert m["dice_per_patient"]["mean"] == pytest.approx(per_patient.mean())
     assert m["dice_per_patient"]["n_patients"] == 2
     assert "dice_per_patient" not in score_split(truth, pred, patients=[None] * 3)
+    # the one miss (image 1) has a tumour and an empty prediction
+    assert m["misses"] == {"nothing": pytest.approx(1 / 3), "elsewhere": 0.0, "false_alarm": 0.0}
+
+
+def test_miss_kinds_by_hand():
+    from unet_keras.evaluation import miss_kinds
+
+    z = np.zeros((4, 4), np.uint8)
+    tumour, other, edge = z.copy(), z.copy(), z.copy()
+    tumour[:2, :2] = 1
+    other[2:, 2:] = 1
+    edge[1, 1] = 1
+    edge[2:, 2:] = 1  # touches the tumour with 1 of its 5 pixels: Dice 2/9, not a miss
+    truth = [tumour, tumour, tumour, z, z, tumour]
+    pred = [tumour, z, other, other, z, edge]
+    dice = score_split(truth, pred)
+    kinds = miss_kinds(truth, pred, np.array([1.0, 0.0, 0.0, 0.0, 1.0, 2 / 9]))
+    assert kinds == {"nothing": pytest.approx(1 / 6), "elsewhere": pytest.approx(1 / 6),
+                     "false_alarm": pytest.approx(1 / 6)}
+    assert sum(kinds.values()) == pytest.approx(dice["miss_rate"]) == pytest.approx(0.5)
+    assert dice["misses"] == kinds
 
 
 def test_table1_has_paper_columns_and_aggregation_across_runs(tmp_path):

@@ -76,6 +76,7 @@ def score_split(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray],
         **{key: _mean_std(values) for key, values in per_image.items()},
         "dice_median": float(np.median(per_image["dice"])),
         "miss_rate": float(np.mean(per_image["dice"] < MISS_DICE)),
+        "misses": miss_kinds(truth, pred, per_image["dice"]),
         "dice_global": dice_global(t_all, p_all),
         "iou_global": iou_global(t_all, p_all),
         "n_images": int(len(truth)),
@@ -88,6 +89,21 @@ def score_split(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray],
                                            _stack([pred[i] for i in idx])))
         result["dice_per_patient"] = {**_mean_std(per_patient), "n_patients": len(per_patient)}
     return result
+
+
+def miss_kinds(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray],
+               dice: np.ndarray) -> dict[str, float]:
+    """What the misses (Dice < ``MISS_DICE``) are, each as a share of all slices:
+    ``nothing`` (a tumour and an empty prediction: the model did not see it), ``elsewhere``
+    (a tumour and a prediction that barely touches it: the model took something else for
+    it) and ``false_alarm`` (no tumour, something predicted). They add up to the miss rate."""
+    has_truth = np.array([bool(np.any(t)) for t in truth])
+    has_pred = np.array([bool(np.any(p)) for p in pred])
+    missed = np.asarray(dice) < MISS_DICE
+    n = max(len(missed), 1)
+    return {"nothing": float(np.sum(missed & has_truth & ~has_pred)) / n,
+            "elsewhere": float(np.sum(missed & has_truth & has_pred)) / n,
+            "false_alarm": float(np.sum(missed & ~has_truth)) / n}
 
 
 def tumour_share(truth: Sequence[np.ndarray]) -> np.ndarray:
@@ -231,8 +247,8 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         log(f"{name}: {len(truth)} images at {resolution} resolution, threshold "
             f"{threshold:.2f}: Dice {metrics['dice']['mean']:.4f}±{metrics['dice']['std']:.4f} "
             f"(median {metrics['dice_median']:.4f}, pooled {metrics['dice_global']:.4f}, misses "
-            f"{100 * metrics['miss_rate']:.1f}%), IoU {metrics['iou']['mean']:.4f}, accuracy "
-            f"{metrics['accuracy']['mean']:.4f}")
+            f"{100 * metrics['miss_rate']:.1f}%: {_miss_words(metrics['misses'])}), IoU "
+            f"{metrics['iou']['mean']:.4f}, accuracy {metrics['accuracy']['mean']:.4f}")
 
     write_text_atomic(output / "metrics.json", json.dumps(results, indent=2))
     table = table1_markdown(results)
@@ -277,6 +293,13 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     write_text_atomic(path, out.getvalue())
+
+
+def _miss_words(kinds: dict[str, float]) -> str:
+    words = {"nothing": "nothing predicted", "elsewhere": "predicted elsewhere",
+             "false_alarm": "false alarms"}
+    return ", ".join(f"{words[k]} {100 * v:.1f}%" for k, v in kinds.items()
+                     if v or k != "false_alarm")
 
 
 def _fmt(ms: dict | tuple | None) -> str:
