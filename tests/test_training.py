@@ -303,3 +303,30 @@ def test_patch_training_with_a_step_budget_stores_size_threshold_and_lineage(
                    "--output", str(tmp_path / "other"))
     assert proc.returncode == 2 and "base_filters" in proc.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_init_from_refuses_to_validate_on_the_slices_the_model_trained_on(
+        tmp_path: Path, trained_run: Path):
+    """A model whose run trained on every slice of the sample (its split.json says so), taken
+    as the start of a second sitting on the sample: its validation slices would be ones the
+    weights already fit, so the start is refused with one line and no run directory left. The
+    fixture's own split (what a second sitting with the same split flags gets) is accepted by
+    the lineage test above."""
+    import shutil
+
+    source = tmp_path / "all-trained"
+    source.mkdir()
+    shutil.copy(trained_run / "model.keras", source / "model.keras")
+    record = json.loads((trained_run / "split.json").read_text())
+    everything = [p for part in record["splits"].values() for p in part["paths"]]
+    record["splits"] = {"train": {"ids": [], "paths": everything, "patients": []}}
+    (source / "split.json").write_text(json.dumps(record))
+    run = tmp_path / "leaky"
+    proc = run_cli("train.py", "--epochs", "1", *TINY, "--init-from", str(source / "model.keras"),
+                   "--output", str(run))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert str(source / "model.keras") in line and "val slices" in line
+    assert line.split("e.g. ")[1].split(";")[0] in {"/".join(Path(p).parts[-3:])
+                                                    for p in everything}
+    assert "Traceback" not in proc.stderr and not run.exists()

@@ -200,6 +200,32 @@ def prepare_worker_dir(cfg: TrainConfig, scratch: Path) -> Path:
     return scratch
 
 
+def slice_key(path: str) -> str:
+    """A slice's name across machines: the last three parts of its file's path (dataset
+    folder, subfolder, file: ``figshare-pool-256/images/130.png``)."""
+    return "/".join(Path(path).parts[-3:])
+
+
+def init_overlap(cfg: TrainConfig, split_paths: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The slices of this run's ``val`` and ``test`` splits that the ``init_from`` model was
+    trained on, by split (read from the ``split.json`` beside that model; nothing when there
+    is none): a second sitting validated on them would pick its checkpoint and threshold on
+    slices its weights already fit, and report inflated numbers."""
+    if not cfg.init_from:
+        return {}
+    source = Path(cfg.init_from)
+    record = RunDir(source if source.is_dir() else source.parent).split
+    if not record.is_file():
+        return {}
+    try:
+        trained = json.loads(record.read_text())["splits"]["train"]["paths"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{record}: unreadable split of the --init-from model ({exc})") from exc
+    seen = {slice_key(p) for p in trained}
+    return {name: hits for name in ("val", "test")
+            if (hits := [p for p in split_paths.get(name, []) if slice_key(p) in seen])}
+
+
 def lineage(cfg: TrainConfig, run_dir: Path) -> list[dict]:
     """The sittings that led to this run: the ``init_from`` model's run (its own lineage
     first, read from its ``config.json`` when it sits in a run directory), then this one."""

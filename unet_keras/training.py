@@ -94,10 +94,12 @@ from unet_keras.run_dir import (
     RunDir,
     check_run_dir,
     config_record,
+    init_overlap,
     monitor_key,
     prepare_worker_dir,
     read_history,
     restored_epoch,
+    slice_key,
     summary_markdown,
     trim_history,
     write_config,
@@ -342,6 +344,19 @@ def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
     else:
         slices, split, arrays = load_split_data(cfg, run_dir, fresh=not cfg.resume)
         data = RunData(path, split, slices=slices, arrays=arrays)
+        overlap = init_overlap(cfg, {name: [slices[i].path for i in idx]
+                                     for name, idx in split.items()})
+        if overlap:
+            if not cfg.resume:  # the split.json just written; the run has not started
+                RunDir(run_dir).split.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # only if nothing else is in it
+            name, hits = next(iter(overlap.items()))
+            raise data_lib.DataError(
+                f"{cfg.init_from}: that model was trained on {len(hits)} of this run's {name} "
+                f"slices (e.g. {slice_key(hits[0])}; its split.json says so), so this run's "
+                f"{name} numbers would be inflated; split as its run did (the same "
+                "--split-by, --val-fraction, --test-fraction and --seed)")
     log("split: " + ", ".join(f"{k} {len(v)}" for k, v in data.split.items()) + " slices")
     if not data.split.get("train") or not data.split.get("val"):
         raise data_lib.DataError(f"{path}: too few slices for a train and a val split")
