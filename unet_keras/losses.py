@@ -44,18 +44,22 @@ class BCEDiceLoss(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
         self.smooth = float(smooth)
 
+    def dice(self, y_true, y_pred):
+        """The Dice term: pooled over the batch."""
+        return dice_coef(y_true, y_pred, self.smooth)
+
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "float32")
         y_pred = ops.cast(y_pred, "float32")
         bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
-        return bce - dice_coef(y_true, y_pred, self.smooth)
+        return bce - self.dice(y_true, y_pred)
 
     def get_config(self):
         return {**super().get_config(), "smooth": self.smooth}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class BCEImageDiceLoss(keras.losses.Loss):
+class BCEImageDiceLoss(BCEDiceLoss):
     """Binary cross-entropy (mean over pixels) minus the batch mean of each image's soft Dice
     (:func:`~unet_keras.metrics.dice_coef_per_image`): every image's tumour weighs the same,
     however small, as in the per-image Dice users judge the model by."""
@@ -63,17 +67,11 @@ class BCEImageDiceLoss(keras.losses.Loss):
     description = "binary cross-entropy minus the mean per-image Dice"
 
     def __init__(self, smooth: float = 1.0, name: str = "bce_dice_per_image_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.smooth = float(smooth)
+        super().__init__(smooth=smooth, name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, "float32")
-        y_pred = ops.cast(y_pred, "float32")
-        bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
-        return bce - ops.mean(dice_coef_per_image(y_true, y_pred, self.smooth))
-
-    def get_config(self):
-        return {**super().get_config(), "smooth": self.smooth}
+    def dice(self, y_true, y_pred):
+        """The Dice term: each image's, averaged over the batch."""
+        return ops.mean(dice_coef_per_image(y_true, y_pred, self.smooth))
 
 
 #: The losses by name (``--loss``): ``dice`` is the paper's negative Dice. Each class takes
