@@ -128,6 +128,8 @@ def test_train_config_recipe_fields_are_validated_by_name():
         ({"steps": -5}, "steps"),
         ({"augment_gamma": 0.3}, "patch"),                # patch-only augmentation
         ({"steps_per_epoch": 10}, "patch"),               # patch training only
+        ({"hard_examples": "per_image.csv"}, "hard_examples .* patch"),  # patches only
+        ({"patch_size": 128, "hard_fraction": 1.5}, "hard_fraction"),
         ({"lr": 0.0}, "--lr"),
         ({"val_fraction": 0.6, "test_fraction": 0.5}, "below 1"),
     ):

@@ -330,3 +330,39 @@ def test_init_from_refuses_to_validate_on_the_slices_the_model_trained_on(
     assert line.split("e.g. ")[1].split(";")[0] in {"/".join(Path(p).parts[-3:])
                                                     for p in everything}
     assert "Traceback" not in proc.stderr and not run.exists()
+
+
+def test_hard_examples_weight_the_patches_by_a_scores_file_and_refuse_a_bad_one(
+        tmp_path: Path):
+    """``--hard-examples`` reads an evaluate.py per_image.csv: the log counts the training
+    slices it scores and their misses (checked against the run's own split), config.json
+    records it; a malformed file is one line naming it, exit 2, and no run directory."""
+    from unet_keras.data import SAMPLE_DIR, read_dataset
+
+    ids = [s.id for s in read_dataset(str(SAMPLE_DIR))]
+    scores = {i: (0.05 if k % 3 == 0 else 0.8)
+              for k, i in enumerate(ids) if k % 5 != 1}  # every fifth slice unscored
+    table = tmp_path / "per_image.csv"
+    table.write_text("split,id,dice\n" + "".join(f"train,{i},{d}\n" for i, d in scores.items()))
+    run = tmp_path / "hard"
+    proc = run_cli("train.py", "--epochs", "1", *TINY, "--patch-size", "16", "--steps", "2",
+                   "--hard-examples", str(table), "--hard-fraction", "0.75",
+                   "--output", str(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_ids = json.loads((run / "split.json").read_text())["splits"]["train"]["ids"]
+    known = [scores[i] for i in train_ids if i in scores]
+    assert 0 < len(known) < len(train_ids)
+    assert (f"hard examples: 75% of the patches from training slices weighted by 1 - Dice in "
+            f"{table} ({len(known)} of {len(train_ids)} scored, "
+            f"{sum(d < 0.1 for d in known)} of them misses") in proc.stdout
+    record = json.loads((run / "config.json").read_text())["train"]
+    assert record["hard_examples"] == str(table) and record["hard_fraction"] == 0.75
+
+    table.write_text("split,id,dice\n" + f"train,{ids[0]},2.0\n")
+    bad = tmp_path / "bad"
+    proc = run_cli("train.py", "--epochs", "1", *TINY, "--patch-size", "16", "--steps", "2",
+                   "--hard-examples", str(table), "--output", str(bad))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert str(table) in line and "Dice '2.0'" in line and "Traceback" not in proc.stderr
+    assert not bad.exists()

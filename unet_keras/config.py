@@ -331,6 +331,13 @@ class TrainConfig:
     foreground_fraction: float = setting(0.33, "share of patches placed on a tumour pixel "
                                                "(foreground oversampling)",
                                          range=(0.0, 1.0, "[]"))
+    hard_examples: str | None = setting(None, "patch training: a per_image.csv of evaluate.py "
+                                              "(e.g. of the --init-from model on this split); "
+                                              "draw --hard-fraction of the patches from "
+                                              "training slices weighted by 1 - their Dice "
+                                              "there")
+    hard_fraction: float = setting(0.5, "with --hard-examples: share of patches drawn from "
+                                        "the weighted slices", range=(0.0, 1.0, "[]"))
     steps: int = setting(0, "stop after this many optimizer steps (0 = no step budget)", min=0)
     time_budget: float = setting(0.0, "stop after this many minutes of training (0 = no time "
                                       "budget)", range=(0.0, math.inf, "[)"))
@@ -391,6 +398,9 @@ class TrainConfig:
                                     or self.augment_noise):
             raise ValueError("augment_scale, augment_gamma and augment_noise apply to patch "
                              "training: give patch_size too")
+        if self.hard_examples and not self.patch_size:
+            raise ValueError(f"{flag_of('hard_examples')} applies to patch training: give "
+                             "--patch-size too")
         if self.fold is not None:
             self.fold_index()
         side = None if self.patch_size else self.image_size

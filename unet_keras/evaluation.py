@@ -36,7 +36,12 @@ from unet_keras.data.splits import load_split_data
 from unet_keras.inference import decision_threshold, load_model, model_meta
 from unet_keras.metrics import dice_global, iou_global
 from unet_keras.postprocess import cumulative_steps
-from unet_keras.scoring import calibrate_threshold, per_image_scores, split_probabilities
+from unet_keras.scoring import (
+    MISS_DICE,
+    calibrate_threshold,
+    per_image_scores,
+    split_probabilities,
+)
 from unet_keras.viz import write_png
 
 #: The paper's Table 1 (Dice, IoU, accuracy as (mean, std)).
@@ -50,8 +55,6 @@ PAPER_TABLE1 = {
 #: Tumour-size bins: share of the slice's pixels (at its own size) that are tumour.
 SIZE_BINS = (("<0.5%", 0.0, 0.005), ("0.5-1%", 0.005, 0.01), ("1-2%", 0.01, 0.02),
              ("2-5%", 0.02, 0.05), (">=5%", 0.05, 1.01))
-#: A slice with Dice below this counts as a miss.
-MISS_DICE = 0.1
 def _mean_std(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()), "std": float(values.std())}

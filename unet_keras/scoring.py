@@ -36,6 +36,8 @@ RESOLUTIONS = ("native", "model")
 #: Slices per progress-bar step of :func:`predict_split` (a multiple of ``predict_batch``'s
 #: batch of 8, so the forward passes are the same with or without a bar).
 PROGRESS_CHUNK = 32
+#: A slice with Dice below this counts as a miss (evaluation's miss rate; hard examples).
+MISS_DICE = 0.1
 #: Thresholds tried when choosing the decision threshold on the validation split.
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
 

@@ -70,6 +70,7 @@ from unet_keras import backend
 from unet_keras import data as data_lib
 from unet_keras.config import ArchConfig, TrainConfig
 from unet_keras.data import loader
+from unet_keras.data.hard_examples import hard_example_weights, read_dice
 from unet_keras.data.splits import load_split_data
 from unet_keras.distribute import (
     AverageBatchNormStatistics,
@@ -106,7 +107,7 @@ from unet_keras.run_dir import (
     write_summary,
 )
 from unet_keras.schedule import Budget, EMAWeights, EMAWeightsBack
-from unet_keras.scoring import calibrate_threshold
+from unet_keras.scoring import MISS_DICE, calibrate_threshold
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -163,6 +164,8 @@ class RunData:
     export: tfrecord.TFRecordExport | None = None
     slices: list[data_lib.Slice] | None = None
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    #: Sampling probabilities of the training slices (``hard_examples``), else ``None``.
+    hard_weights: np.ndarray | None = None
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
@@ -253,7 +256,8 @@ def _train(cfg: TrainConfig, run_dir: Path, chief: bool, log: Log, quiet: bool =
         strategy, replicas, workers = choose_strategy(cfg)
         model = build_model(cfg, strategy, replicas,
                             init_model if start.next_epoch == 0 else None)
-        train_ds, val_ds, steps = build_datasets(cfg, data.export, data.arrays, replicas)
+        train_ds, val_ds, steps = build_datasets(cfg, data.export, data.arrays, replicas,
+                                                 data.hard_weights)
         callbacks = make_callbacks(cfg, run, start)
         callbacks[-1:-1] = list(extra_callbacks)  # the backup stays last
         if replicas > 1:
@@ -347,20 +351,38 @@ def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
         overlap = init_overlap(cfg, {name: [slices[i].path for i in idx]
                                      for name, idx in split.items()})
         if overlap:
-            if not cfg.resume:  # the split.json just written; the run has not started
-                RunDir(run_dir).split.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    run_dir.rmdir()  # only if nothing else is in it
+            _abandon(cfg, run_dir)
             name, hits = next(iter(overlap.items()))
             raise data_lib.DataError(
                 f"{cfg.init_from}: that model was trained on {len(hits)} of this run's {name} "
                 f"slices (e.g. {slice_key(hits[0])}; its split.json says so), so this run's "
                 f"{name} numbers would be inflated; split as its run did (the same "
                 "--split-by, --val-fraction, --test-fraction and --seed)")
+        if cfg.hard_examples:
+            ids = [slices[i].id for i in split["train"]]
+            try:
+                data.hard_weights = hard_example_weights(ids, cfg.hard_examples)
+            except data_lib.DataError:
+                _abandon(cfg, run_dir)
+                raise
+            scores = read_dice(cfg.hard_examples)
+            known = [scores[i] for i in ids if i in scores]
+            log(f"hard examples: {cfg.hard_fraction:.0%} of the patches from training slices "
+                f"weighted by 1 - Dice in {cfg.hard_examples} ({len(known)} of {len(ids)} "
+                f"scored, {sum(d < MISS_DICE for d in known)} of them misses, Dice < {MISS_DICE})")
     log("split: " + ", ".join(f"{k} {len(v)}" for k, v in data.split.items()) + " slices")
     if not data.split.get("train") or not data.split.get("val"):
         raise data_lib.DataError(f"{path}: too few slices for a train and a val split")
     return data
+
+
+def _abandon(cfg: TrainConfig, run_dir: Path) -> None:
+    """Undo a new run's start (the ``split.json`` just written, and its directory if that
+    leaves it empty) when its data is refused before training."""
+    if not cfg.resume:
+        RunDir(run_dir).split.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if nothing else is in it
 
 
 def _export_split(export: tfrecord.TFRecordExport, cfg: TrainConfig, run_dir: Path
@@ -441,13 +463,14 @@ def _batchnorm() -> str:
 
 
 def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
-                   arrays: dict | None, replicas: int
+                   arrays: dict | None, replicas: int, hard_weights: np.ndarray | None = None,
                    ) -> tuple[tf.data.Dataset, tf.data.Dataset, int | None]:
     """Training and validation batches of the global batch size, and steps per epoch (``None``:
     one pass over the training split, the single-replica case): patches cut from the slices
-    in memory, whole slices in memory, or a TFRecord export's shards."""
+    in memory (a ``cfg.hard_fraction`` of them from slices drawn by ``hard_weights`` when
+    given), whole slices in memory, or a TFRecord export's shards."""
     if not backend.is_tensorflow():
-        return _portable_datasets(cfg, arrays)
+        return _portable_datasets(cfg, arrays, hard_weights)
     from unet_keras.data import tfrecord
     from unet_keras.data.pipeline import make_patch_dataset
 
@@ -460,7 +483,8 @@ def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
         train_ds = make_patch_dataset(
             images, masks, cfg.batch_size, cfg.patch_size, cfg.foreground_fraction,
             augment=cfg.augment, scale=cfg.augment_scale, gamma=cfg.augment_gamma,
-            noise=cfg.augment_noise, seed=cfg.seed)
+            noise=cfg.augment_noise, seed=cfg.seed, hard_weights=hard_weights,
+            hard_fraction=cfg.hard_fraction)
         val_ds = data_lib.make_dataset(*arrays["val"], batch_size=cfg.batch_size, shuffle=False)
         # An epoch shows as many patches as there are training slices, unless set.
         return train_ds, val_ds, (cfg.steps_per_epoch
@@ -481,7 +505,7 @@ def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
     return train_ds, val_ds, (max(1, n_train // cfg.batch_size) if replicas > 1 else None)
 
 
-def _portable_datasets(cfg: TrainConfig, arrays: dict
+def _portable_datasets(cfg: TrainConfig, arrays: dict, hard_weights: np.ndarray | None = None,
                        ) -> tuple[keras.utils.PyDataset, keras.utils.PyDataset, int]:
     """:func:`build_datasets` under JAX and PyTorch: the same batches from
     :mod:`unet_keras.data.loader` (numpy/OpenCV, one device)."""
@@ -492,7 +516,8 @@ def _portable_datasets(cfg: TrainConfig, arrays: dict
         train_ds = loader.PatchBatches(
             images, masks, cfg.batch_size, cfg.patch_size, steps, cfg.foreground_fraction,
             augment=cfg.augment, scale=cfg.augment_scale, gamma=cfg.augment_gamma,
-            noise=cfg.augment_noise, seed=cfg.seed, workers=workers)
+            noise=cfg.augment_noise, seed=cfg.seed, workers=workers,
+            hard_weights=hard_weights, hard_fraction=cfg.hard_fraction)
     else:
         train_ds = loader.SliceBatches(images, masks, cfg.batch_size, shuffle=True,
                                        augment=cfg.augment, seed=cfg.seed, workers=workers)

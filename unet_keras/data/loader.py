@@ -138,6 +138,8 @@ def _check_arrays(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
 
 #: The stream key of an epoch's order of the slices (examples use ``(index, k)``).
 _ORDER = 2**32 - 1
+#: The stream key, after ``(index, k)``, of an example's hard-example draw.
+_HARD = 1
 
 
 class _SeededBatches(keras.utils.PyDataset):
@@ -207,7 +209,9 @@ class PatchBatches(_SeededBatches):
 
     An epoch is ``steps`` batches; slices are visited in an order reshuffled every epoch (and
     wrapping around), each visit drawing a new patch (:func:`sample_patch`) and, with
-    ``augment``, a new paired augmentation. Batches are always full.
+    ``augment``, a new paired augmentation. Batches are always full. With ``hard_weights``,
+    each example comes with probability ``hard_fraction`` from a slice drawn by those
+    weights instead (:mod:`unet_keras.data.hard_examples`).
 
     Yields float32 ``((B, P, P, C), (B, P, P, 1))`` batches, ``P = patch_size``.
     """
@@ -215,9 +219,17 @@ class PatchBatches(_SeededBatches):
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, patch_size: int,
                  steps: int, foreground_fraction: float = 0.33, augment: bool = True,
                  scale: float = 0.0, gamma: float = 0.0, noise: float = 0.0, seed: int = 0,
-                 workers: int = 1) -> None:
+                 workers: int = 1, hard_weights: np.ndarray | None = None,
+                 hard_fraction: float = 0.0) -> None:
         super().__init__(seed, workers)
         self.images, self.masks = _check_arrays(images, masks)
+        self.hard_weights, self.hard_fraction = None, float(hard_fraction)
+        if hard_weights is not None and hard_fraction > 0:
+            w = np.asarray(hard_weights, dtype=np.float64)
+            if w.shape != (len(self.images),) or not np.all(w >= 0) or not w.sum() > 0:
+                raise ValueError(f"hard-example weights must be {len(self.images)} non-negative "
+                                 f"numbers, not all 0; got shape {w.shape}")
+            self.hard_weights = w / w.sum()
         if min(self.images.shape[1:3]) < patch_size:
             raise ValueError(f"patch size {patch_size} is larger than the slices "
                              f"({self.images.shape[1]}x{self.images.shape[2]})")
@@ -235,6 +247,10 @@ class PatchBatches(_SeededBatches):
         images, masks = [], []
         for k in range(self.batch_size):
             i = order[(start + k) % n]
+            if self.hard_weights is not None:  # its own stream: the patch draws stay the same
+                pick = self._rng(index, k, _HARD)
+                if pick.random() < self.hard_fraction:
+                    i = pick.choice(n, p=self.hard_weights)
             rng = self._rng(index, k)
             image, mask = sample_patch(self.images[i], self.masks[i], rng, self.patch_size,
                                        self.foreground_fraction, self.scale)

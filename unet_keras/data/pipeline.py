@@ -217,12 +217,19 @@ def make_patch_dataset(
     gamma: float = 0.0,
     noise: float = 0.0,
     seed: int = 0,
+    hard_weights: np.ndarray | None = None,
+    hard_fraction: float = 0.0,
 ) -> tf.data.Dataset:
     """An endless stream of batches of random patches (:func:`sample_patch`) of the slices.
 
     Slices are visited in a reshuffled order each pass; every visit draws a new patch and, with
     ``augment``, a new paired augmentation (:func:`augment_pair`, with ``gamma`` and ``noise``)
     of it. Batches are always full. Pass ``steps_per_epoch`` to ``fit``.
+
+    With ``hard_weights`` (one probability per slice, e.g.
+    :func:`unet_keras.data.hard_examples.hard_example_weights`), each patch comes with
+    probability ``hard_fraction`` from a slice drawn by those weights instead of the next one
+    in the shuffled order.
 
     Returns:
         float32 ``((B, P, P, C), (B, P, P, 1))`` batches, ``P = patch_size``.
@@ -238,6 +245,8 @@ def make_patch_dataset(
     x, y = tf.constant(images), tf.constant(masks)
     ds = tf.data.Dataset.range(len(images)).shuffle(max(len(images), 1), seed=seed,
                                                     reshuffle_each_iteration=True).repeat()
+    if hard_weights is not None and hard_fraction > 0:
+        ds = _mix_hard_examples(ds, hard_weights, hard_fraction, len(images), seed)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
 
     def example(i, s):
@@ -249,6 +258,25 @@ def make_patch_dataset(
 
     ds = tf.data.Dataset.zip((ds, seeds)).map(example, num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def _mix_hard_examples(ds: tf.data.Dataset, weights: np.ndarray, fraction: float, n: int,
+                       seed: int) -> tf.data.Dataset:
+    """``ds`` (slice indices) with a share ``fraction`` of its elements replaced by indices
+    drawn with probabilities ``weights``."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n,) or not np.all(weights >= 0) or not weights.sum() > 0:
+        raise ValueError(f"hard-example weights must be {n} non-negative numbers, not all 0; "
+                         f"got shape {weights.shape}")
+    logits = tf.constant(np.log(np.maximum(weights / weights.sum(), 1e-30))[None],
+                         tf.float32)
+    hard = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2).map(
+        lambda s: tf.random.stateless_categorical(logits, 1, seed=s, dtype=tf.int64)[0, 0])
+    if fraction >= 1:
+        return hard
+    return tf.data.Dataset.sample_from_datasets(
+        [ds, hard], weights=[1.0 - fraction, fraction], seed=seed + 2,
+        rerandomize_each_iteration=True)
 
 
 def make_file_dataset(

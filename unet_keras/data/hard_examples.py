@@ -1,0 +1,79 @@
+"""Hard-example sampling: draw more patches from the training slices a model segments worst.
+
+A model's misses are not spread evenly: the bundled model misses 5% of its own *training*
+slices (Dice < 0.1) while it fits the rest at a median 0.90, so uniform sampling spends most
+steps on slices it already gets right. A second sitting (``--init-from``) can instead draw a
+share ``--hard-fraction`` of its patches from slices weighted by ``1 - Dice`` of a model, read
+from the ``per_image.csv`` that ``evaluate.py`` writes for that model's split (columns ``id``
+and ``dice``). The rest of the patches keep the uniform, reshuffled order.
+
+The weights are fixed for the run: they record where the starting model failed, and the next
+sitting measures them anew with ``evaluate.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from unet_keras.data.slices import DataError
+
+#: Every slice keeps at least this weight, so a slice the model fits is still drawn sometimes.
+MIN_WEIGHT = 0.02
+
+
+def read_dice(path: str | Path) -> dict[str, float]:
+    """``{slice id: Dice}`` from an ``evaluate.py`` ``per_image.csv`` (its ``id`` and ``dice``
+    columns; a slice listed in several splits keeps its last row).
+
+    Raises:
+        DataError: the file is missing, unreadable, lacks those columns, or holds a Dice that
+            is not a number in [0, 1].
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read the per-image scores ({exc})") from exc
+    if not rows or not {"id", "dice"} <= set(rows[0]):
+        raise DataError(f"{path}: not a per_image.csv of evaluate.py (needs 'id' and 'dice' "
+                        "columns and at least one row)")
+    dice: dict[str, float] = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            value = float(row["dice"])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            raise DataError(f"{path}: line {line}: Dice {row['dice']!r} is not a number in "
+                            "[0, 1]")
+        dice[str(row["id"])] = value
+    return dice
+
+
+def hard_example_weights(ids: Sequence[str], path: str | Path) -> np.ndarray:
+    """Sampling probabilities of the slices ``ids``: ``max(1 - Dice, MIN_WEIGHT)`` from the
+    scores in ``path`` (:func:`read_dice`), normalised to sum to 1. A slice without a score
+    gets the mean weight of those with one.
+
+    Returns:
+        float64 ``(len(ids),)``, non-negative, summing to 1.
+
+    Raises:
+        DataError: the file is unreadable, or scores none of ``ids`` (another dataset's file).
+    """
+    dice = read_dice(path)
+    known = [dice.get(str(i)) for i in ids]
+    scored = [max(1.0 - d, MIN_WEIGHT) for d in known if d is not None]
+    if not scored:
+        raise DataError(f"{path}: scores none of the {len(ids)} training slices (ids such as "
+                        f"{ids[0]!r}); pass the per_image.csv evaluate.py wrote for this "
+                        "dataset's split")
+    fill = float(np.mean(scored))
+    weights = np.array([fill if d is None else max(1.0 - d, MIN_WEIGHT) for d in known])
+    return weights / weights.sum()
