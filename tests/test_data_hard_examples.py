@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_keras.data.hard_examples import MIN_WEIGHT, hard_example_weights, read_dice
+from unet_keras.data.hard_examples import (
+    MIN_WEIGHT,
+    check_weights,
+    hard_example_weights,
+    read_dice,
+)
 from unet_keras.data.loader import PatchBatches
 from unet_keras.data.slices import DataError
 
@@ -26,11 +31,19 @@ def test_weights_are_one_minus_dice_floored_and_normalised(tmp_path: Path):
     path = write_csv(tmp_path / "per_image.csv",
                      [("train", "a", "1.0"), ("train", "b", "0.0"), ("val", "c", "0.75"),
                       ("train", "e", "0.2"), ("train", "e", "0.9")])  # e: the last row counts
-    w = hard_example_weights(["a", "b", "c", "d", "e"], path)
+    assert read_dice(path) == {"a": 1.0, "b": 0.0, "c": 0.75, "e": 0.9}
+    hard = hard_example_weights(["a", "b", "c", "d", "e"], read_dice(path), path)
     raw = np.array([MIN_WEIGHT, 1.0, 0.25, 0.0, 0.1])
     raw[3] = np.mean([MIN_WEIGHT, 1.0, 0.25, 0.1])  # no score: the mean weight
-    np.testing.assert_allclose(w, raw / raw.sum())
-    assert read_dice(path) == {"a": 1.0, "b": 0.0, "c": 0.75, "e": 0.9}
+    np.testing.assert_allclose(hard.weights, raw / raw.sum())
+    np.testing.assert_array_equal(hard.scores, [1.0, 0.0, 0.75, 0.9])
+
+
+def test_weights_must_be_one_probability_per_slice():
+    np.testing.assert_allclose(check_weights([1, 3], 2), [0.25, 0.75])
+    for bad in ([1, 2, 3], [0, 0], [1, -1], [1, np.nan]):
+        with pytest.raises(ValueError, match="2 non-negative numbers"):
+            check_weights(bad, 2)
 
 
 @pytest.mark.parametrize("content, words", [
@@ -47,20 +60,26 @@ def test_a_bad_scores_file_is_refused_naming_it(tmp_path: Path, content: str | N
     if content is not None:
         path.write_text(content)
     with pytest.raises(DataError) as err:
-        hard_example_weights(["a", "b", "c"], path)
+        hard_example_weights(["a", "b", "c"], read_dice(path), path)
     assert str(err.value).startswith(str(path)) and words in str(err.value)
 
 
 def slices() -> tuple[np.ndarray, np.ndarray]:
-    """``N`` 32x32 slices whose pixels all equal ``i / 10``: a patch names its slice."""
-    images = np.stack([np.full((32, 32, 1), i / 10, np.float32) for i in range(N)])
+    """``N`` 32x32 slices: slice ``i`` is ``i`` plus a ramp below 1 that tells each pixel
+    apart, so a patch names its slice (its integer part) and its place."""
+    ramp = (np.arange(32 * 32, dtype=np.float32).reshape(32, 32, 1) / 2048)
+    images = np.stack([i + ramp for i in range(N)])
     return images, np.zeros((N, 32, 32, 1), np.float32)
+
+
+def slice_of(x) -> np.ndarray:
+    return np.floor(np.asarray(x)[:, 0, 0, 0]).astype(int)
 
 
 def slice_counts(batches) -> np.ndarray:
     counts = np.zeros(N)
     for x, _ in batches:
-        counts += np.bincount(np.rint(np.asarray(x)[:, 0, 0, 0] * 10).astype(int), minlength=N)
+        counts += np.bincount(slice_of(x), minlength=N)
     return counts / counts.sum()
 
 
@@ -70,46 +89,48 @@ def one_hard_slice() -> np.ndarray:
     return w
 
 
-@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def expected_share(fraction: float) -> np.ndarray:
+    share = np.full(N, (1 - fraction) / N)  # the slots kept: the uniform order
+    share[3] += fraction  # the replaced ones
+    return share
+
+
+def assert_kept_slots_unchanged(plain: np.ndarray, hard: np.ndarray, fraction: float):
+    """Examples whose slot was not redrawn (not slice 3) are the very patches drawn without
+    hard examples; the share redrawn is about ``fraction``."""
+    kept = slice_of(hard) != 3
+    np.testing.assert_array_equal(plain[kept], hard[kept])
+    if fraction < 1:
+        assert kept.any()
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.8, 1.0])
 def test_tf_pipeline_draws_the_hard_share_by_the_weights(fraction: float):
     from unet_keras.data.pipeline import make_patch_dataset
 
     images, masks = slices()
-    ds = make_patch_dataset(images, masks, 16, 16, augment=False, seed=1,
-                            hard_weights=one_hard_slice(), hard_fraction=fraction)
-    share = slice_counts(ds.take(200))  # 3200 patches
-    expected = np.full(N, (1 - fraction) / N)
-    expected[3] += fraction  # the uniform part also visits slice 3
-    np.testing.assert_allclose(share, expected, atol=0.03)
 
+    def stream(**hard):
+        return make_patch_dataset(images, masks, 16, 16, augment=False, seed=1, **hard)
 
-def test_tf_pipeline_without_a_hard_share_is_the_uniform_order():
-    from unet_keras.data.pipeline import make_patch_dataset
-
-    images, masks = slices()
-    plain = make_patch_dataset(images, masks, 8, 16, augment=False, seed=1)
-    zero = make_patch_dataset(images, masks, 8, 16, augment=False, seed=1,
-                              hard_weights=one_hard_slice(), hard_fraction=0.0)
-    for (a, _), (b, _) in zip(plain.take(3), zero.take(3), strict=True):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    hard = {"hard_weights": one_hard_slice(), "hard_fraction": fraction}
+    np.testing.assert_allclose(slice_counts(stream(**hard).take(200)), expected_share(fraction),
+                               atol=0.03)
+    for (a, _), (b, _) in zip(stream().take(4), stream(**hard).take(4), strict=True):
+        assert_kept_slots_unchanged(a.numpy(), b.numpy(), fraction)
     with pytest.raises(ValueError, match="8 non-negative numbers"):
         make_patch_dataset(images, masks, 8, 16, hard_weights=np.ones(5), hard_fraction=0.5)
 
 
-@pytest.mark.parametrize("fraction", [0.5, 1.0])
+@pytest.mark.parametrize("fraction", [0.25, 0.8, 1.0])
 def test_loader_draws_the_hard_share_and_keeps_the_other_draws(fraction: float):
     images, masks = slices()
     hard = PatchBatches(images, masks, 16, 16, steps=200, augment=False, seed=1,
                         hard_weights=one_hard_slice(), hard_fraction=fraction)
-    share = slice_counts(hard[i] for i in range(len(hard)))
-    expected = np.full(N, (1 - fraction) / N)
-    expected[3] += fraction
-    np.testing.assert_allclose(share, expected, atol=0.03)
-    # an example not redrawn is the very patch it is without hard examples
-    plain = PatchBatches(images, masks, 16, 16, steps=1, augment=False, seed=1)
-    a, b = np.asarray(plain[0][0])[:, 0, 0, 0], np.asarray(hard[0][0])[:, 0, 0, 0]
-    kept = ~np.isclose(b, 0.3)
-    np.testing.assert_array_equal(a[kept], b[kept])
-    assert kept.any() == (fraction < 1)
+    np.testing.assert_allclose(slice_counts(hard[i] for i in range(len(hard))),
+                               expected_share(fraction), atol=0.03)
+    plain = PatchBatches(images, masks, 16, 16, steps=4, augment=False, seed=1)
+    for i in range(4):
+        assert_kept_slots_unchanged(plain[i][0], hard[i][0], fraction)
     with pytest.raises(ValueError, match="8 non-negative numbers"):
         PatchBatches(images, masks, 16, 16, steps=1, hard_weights=np.zeros(N), hard_fraction=1)

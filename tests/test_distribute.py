@@ -117,6 +117,20 @@ def test_training_rejects_an_export_of_another_size(export, tmp_path: Path):
         train(cfg, log=lambda *_: None)
 
 
+def test_patch_training_on_an_export_is_refused_before_the_run_dir_is_made(export,
+                                                                          tmp_path: Path):
+    from unet_keras.data import DataError
+    from unet_keras.training import train
+
+    run = tmp_path / "run"
+    cfg = TrainConfig.from_dict({"data": str(export.root), "image_size": 32,
+                                 "patch_size": 16, "base_filters": 4, "depth": 2,
+                                 "output": str(run)})
+    with pytest.raises(DataError, match=r"patch training reads slices in memory"):
+        train(cfg, log=lambda *_: None)
+    assert not run.exists()  # a corrected command is not refused as "a run already exists"
+
+
 def test_export_cli_refuses_to_overwrite(export, capsys):
     assert tfrecord_main(["export", str(REPO / "data" / "sample"), str(export.root)]) == 2
     err = capsys.readouterr().err.strip()

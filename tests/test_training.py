@@ -357,6 +357,7 @@ def test_hard_examples_weight_the_patches_by_a_scores_file_and_refuse_a_bad_one(
             f"{sum(d < 0.1 for d in known)} of them misses") in proc.stdout
     record = json.loads((run / "config.json").read_text())["train"]
     assert record["hard_examples"] == str(table) and record["hard_fraction"] == 0.75
+    assert (run / "hard_examples.csv").read_text() == table.read_text()  # what it sampled by
 
     table.write_text("split,id,dice\n" + f"train,{ids[0]},2.0\n")
     bad = tmp_path / "bad"
@@ -366,3 +367,23 @@ def test_hard_examples_weight_the_patches_by_a_scores_file_and_refuse_a_bad_one(
     line = proc.stderr.strip().splitlines()[-1]
     assert str(table) in line and "Dice '2.0'" in line and "Traceback" not in proc.stderr
     assert not bad.exists()
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_training_batches_come_from_the_hard_slices(portable: bool):
+    """The weights reach the training batches (tf.data, and the loaders of JAX and PyTorch):
+    with all the weight on one slice and a hard share of 1, every patch is cut from it."""
+    from unet_keras.training import _portable_datasets, build_datasets
+
+    images = np.stack([np.full((32, 32, 3), i, np.float32) for i in range(6)])
+    masks = np.zeros((6, 32, 32, 1), np.float32)
+    arrays = {"train": (images, masks), "val": (images[:2], masks[:2])}
+    weights = np.zeros(6)
+    weights[4] = 1.0
+    cfg = TrainConfig.from_dict({"image_size": 32, "patch_size": 16, "base_filters": 4,
+                                 "depth": 2, "batch_size": 8, "augment": False,
+                                 "hard_examples": "scores.csv", "hard_fraction": 1.0})
+    train_ds, _, _ = (_portable_datasets(cfg, arrays, weights) if portable
+                      else build_datasets(cfg, None, arrays, 1, weights))
+    batches = [train_ds[i] for i in range(3)] if portable else list(train_ds.take(3))
+    assert {float(v) for x, _ in batches for v in np.asarray(x)[:, 0, 0, 0]} == {4.0}

@@ -55,6 +55,8 @@ PAPER_TABLE1 = {
 #: Tumour-size bins: share of the slice's pixels (at its own size) that are tumour.
 SIZE_BINS = (("<0.5%", 0.0, 0.005), ("0.5-1%", 0.005, 0.01), ("1-2%", 0.01, 0.02),
              ("2-5%", 0.02, 0.05), (">=5%", 0.05, 1.01))
+
+
 def _mean_std(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()), "std": float(values.std())}

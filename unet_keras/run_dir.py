@@ -4,6 +4,7 @@ A run directory (``TrainConfig.output``) holds::
 
     config.json      the resolved TrainConfig and ArchConfig (+ which data was used)
     split.json       which files / patients went to train, val and test
+    hard_examples.csv  the --hard-examples scores the run sampled by (read on --resume)
     model.keras      best epoch on validation Dice, exported in float32
     last.keras       the last epoch, float32
     model.pt         the PyTorch twin of model.keras (when torch is installed)
@@ -53,6 +54,10 @@ class RunDir:
     @property
     def split(self) -> Path:
         return self.root / "split.json"
+
+    @property
+    def hard_examples(self) -> Path:
+        return self.root / "hard_examples.csv"
 
     @property
     def history(self) -> Path:

@@ -5,7 +5,8 @@ order, which is also the order in which they consume random numbers:
 
 1. :func:`init_weights` -- the model whose weights start the run (``init_from``), checked;
 2. :func:`seed_everything` -- Keras' seeds and, on request, TensorFlow's op determinism;
-3. :func:`load_data` -- the dataset or TFRecord export, its split, the preprocessed arrays;
+3. :func:`load_data` -- the dataset or TFRecord export, its split, the preprocessed arrays
+   (and the hard-example weights of the training slices, ``hard_examples``);
 4. :func:`restore_point` -- where a resumed run continues (epoch, history so far, best Dice);
 5. :func:`choose_precision` -- the dtype policy (``auto`` times both on this machine);
 6. :func:`choose_strategy` -- the ``tf.distribute`` strategy and its number of replicas;
@@ -343,9 +344,13 @@ def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
                                      "dataset folder it was made from")
         from unet_keras.data import tfrecord
 
+        if cfg.patch_size:  # refused before the export's split is copied into the run
+            raise data_lib.DataError(f"{path}: patch training reads slices in memory; pass "
+                                     "the dataset folder instead of a TFRecord export")
         export = tfrecord.open_export(path)
         data = RunData(path, _export_split(export, cfg, run_dir), export=export)
     else:
+        scores = _hard_example_scores(cfg, run_dir)  # a bad file is refused before any write
         slices, split, arrays = load_split_data(cfg, run_dir, fresh=not cfg.resume)
         data = RunData(path, split, slices=slices, arrays=arrays)
         overlap = init_overlap(cfg, {name: [slices[i].path for i in idx]
@@ -358,22 +363,41 @@ def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
                 f"slices (e.g. {slice_key(hits[0])}; its split.json says so), so this run's "
                 f"{name} numbers would be inflated; split as its run did (the same "
                 "--split-by, --val-fraction, --test-fraction and --seed)")
-        if cfg.hard_examples:
-            ids = [slices[i].id for i in split["train"]]
-            try:
-                data.hard_weights = hard_example_weights(ids, cfg.hard_examples)
-            except data_lib.DataError:
-                _abandon(cfg, run_dir)
-                raise
-            scores = read_dice(cfg.hard_examples)
-            known = [scores[i] for i in ids if i in scores]
-            log(f"hard examples: {cfg.hard_fraction:.0%} of the patches from training slices "
-                f"weighted by 1 - Dice in {cfg.hard_examples} ({len(known)} of {len(ids)} "
-                f"scored, {sum(d < MISS_DICE for d in known)} of them misses, Dice < {MISS_DICE})")
+        if scores is not None:
+            data.hard_weights = _hard_weights(cfg, run_dir, slices, split, scores, log)
     log("split: " + ", ".join(f"{k} {len(v)}" for k, v in data.split.items()) + " slices")
     if not data.split.get("train") or not data.split.get("val"):
         raise data_lib.DataError(f"{path}: too few slices for a train and a val split")
     return data
+
+
+def _hard_example_scores(cfg: TrainConfig, run_dir: Path) -> dict[str, float] | None:
+    """The ``hard_examples`` scores (:func:`read_dice`): the run's own copy when it resumes
+    (the file it started with), else the file named."""
+    if not cfg.hard_examples:
+        return None
+    copy = RunDir(run_dir).hard_examples
+    return read_dice(copy if cfg.resume and copy.is_file() else cfg.hard_examples)
+
+
+def _hard_weights(cfg: TrainConfig, run_dir: Path, slices: list[data_lib.Slice],
+                  split: dict[str, list[int]], scores: dict[str, float], log: Log
+                  ) -> np.ndarray:
+    """The training slices' sampling weights from ``scores``, logged, with a copy of the
+    scores file kept in the run directory (a file that scores none of them is refused)."""
+    ids = [slices[i].id for i in split["train"]]
+    try:
+        hard = hard_example_weights(ids, scores, cfg.hard_examples)
+    except data_lib.DataError:
+        _abandon(cfg, run_dir)
+        raise
+    copy = RunDir(run_dir).hard_examples
+    if not (cfg.resume and copy.is_file()) and Path(cfg.hard_examples).resolve() != copy.resolve():
+        shutil.copyfile(cfg.hard_examples, copy)
+    log(f"hard examples: {cfg.hard_fraction:.0%} of the patches from training slices weighted "
+        f"by 1 - Dice in {cfg.hard_examples} ({len(hard.scores)} of {len(ids)} scored, "
+        f"{int(np.sum(hard.scores < MISS_DICE))} of them misses, Dice < {MISS_DICE})")
+    return hard.weights
 
 
 def _abandon(cfg: TrainConfig, run_dir: Path) -> None:
@@ -475,10 +499,7 @@ def build_datasets(cfg: TrainConfig, export: tfrecord.TFRecordExport | None,
     from unet_keras.data.pipeline import make_patch_dataset
 
     spread = {"repeat": True, "drop_remainder": True} if replicas > 1 else {}
-    if cfg.patch_size:
-        if export is not None:
-            raise data_lib.DataError(f"{export.root}: patch training reads slices in memory; "
-                                     "pass the dataset folder instead of a TFRecord export")
+    if cfg.patch_size:  # from arrays in memory (load_data refuses an export)
         images, masks = arrays["train"]
         train_ds = make_patch_dataset(
             images, masks, cfg.batch_size, cfg.patch_size, cfg.foreground_fraction,

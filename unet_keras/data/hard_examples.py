@@ -5,17 +5,20 @@ slices (Dice < 0.1) while it fits the rest at a median 0.90, so uniform sampling
 steps on slices it already gets right. A second sitting (``--init-from``) can instead draw a
 share ``--hard-fraction`` of its patches from slices weighted by ``1 - Dice`` of a model, read
 from the ``per_image.csv`` that ``evaluate.py`` writes for that model's split (columns ``id``
-and ``dice``). The rest of the patches keep the uniform, reshuffled order.
+and ``dice``): each patch's slice is, with that probability, drawn by the weights instead of
+taken from the uniform, reshuffled order (whose slot it replaces).
 
 The weights are fixed for the run: they record where the starting model failed, and the next
-sitting measures them anew with ``evaluate.py``.
+sitting measures them anew with ``evaluate.py``. The run keeps a copy of the file
+(``hard_examples.csv`` in its directory), which ``--resume`` reads.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,24 +59,45 @@ def read_dice(path: str | Path) -> dict[str, float]:
     return dice
 
 
-def hard_example_weights(ids: Sequence[str], path: str | Path) -> np.ndarray:
-    """Sampling probabilities of the slices ``ids``: ``max(1 - Dice, MIN_WEIGHT)`` from the
-    scores in ``path`` (:func:`read_dice`), normalised to sum to 1. A slice without a score
-    gets the mean weight of those with one.
+@dataclass(frozen=True)
+class HardExamples:
+    """Sampling probabilities of the training slices and what they were made from."""
 
-    Returns:
-        float64 ``(len(ids),)``, non-negative, summing to 1.
+    #: float64 ``(n_train,)``, non-negative, summing to 1.
+    weights: np.ndarray
+    #: The Dice of the training slices the file scores (the others got the mean weight).
+    scores: np.ndarray
+
+
+def hard_example_weights(ids: Sequence[str], dice: Mapping[str, float],
+                         source: str | Path = "scores") -> HardExamples:
+    """Sampling probabilities of the slices ``ids``: ``max(1 - Dice, MIN_WEIGHT)`` from
+    ``dice`` (:func:`read_dice` of ``source``), normalised to sum to 1. A slice without a
+    score gets the mean weight of those with one.
 
     Raises:
-        DataError: the file is unreadable, or scores none of ``ids`` (another dataset's file).
+        DataError: ``dice`` scores none of ``ids`` (another dataset's file).
     """
-    dice = read_dice(path)
     known = [dice.get(str(i)) for i in ids]
     scored = [max(1.0 - d, MIN_WEIGHT) for d in known if d is not None]
     if not scored:
-        raise DataError(f"{path}: scores none of the {len(ids)} training slices (ids such as "
-                        f"{ids[0]!r}); pass the per_image.csv evaluate.py wrote for this "
-                        "dataset's split")
+        raise DataError(f"{source}: scores none of the {len(ids)} training slices (ids such "
+                        f"as {list(ids[:1])}); pass the per_image.csv evaluate.py wrote for "
+                        "this dataset's split")
     fill = float(np.mean(scored))
     weights = np.array([fill if d is None else max(1.0 - d, MIN_WEIGHT) for d in known])
-    return weights / weights.sum()
+    return HardExamples(weights / weights.sum(),
+                        np.array([d for d in known if d is not None], dtype=np.float64))
+
+
+def check_weights(weights: np.ndarray, n: int) -> np.ndarray:
+    """``weights`` as ``n`` float64 probabilities summing to 1.
+
+    Raises:
+        ValueError: not ``n`` finite non-negative numbers with a positive sum.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or not np.all(w >= 0) or not w.sum() > 0:
+        raise ValueError(f"hard-example weights must be {n} non-negative numbers, not all 0; "
+                         f"got shape {w.shape}")
+    return w / w.sum()

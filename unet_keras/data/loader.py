@@ -25,6 +25,8 @@ import cv2
 import keras
 import numpy as np
 
+from unet_keras.data.hard_examples import check_weights
+
 
 def augment_pair(
     image: np.ndarray,
@@ -210,8 +212,8 @@ class PatchBatches(_SeededBatches):
     An epoch is ``steps`` batches; slices are visited in an order reshuffled every epoch (and
     wrapping around), each visit drawing a new patch (:func:`sample_patch`) and, with
     ``augment``, a new paired augmentation. Batches are always full. With ``hard_weights``,
-    each example comes with probability ``hard_fraction`` from a slice drawn by those
-    weights instead (:mod:`unet_keras.data.hard_examples`).
+    each example's slice is, with probability ``hard_fraction``, drawn by those weights
+    instead of the one in its slot of the order (:mod:`unet_keras.data.hard_examples`).
 
     Yields float32 ``((B, P, P, C), (B, P, P, 1))`` batches, ``P = patch_size``.
     """
@@ -225,11 +227,7 @@ class PatchBatches(_SeededBatches):
         self.images, self.masks = _check_arrays(images, masks)
         self.hard_weights, self.hard_fraction = None, float(hard_fraction)
         if hard_weights is not None and hard_fraction > 0:
-            w = np.asarray(hard_weights, dtype=np.float64)
-            if w.shape != (len(self.images),) or not np.all(w >= 0) or not w.sum() > 0:
-                raise ValueError(f"hard-example weights must be {len(self.images)} non-negative "
-                                 f"numbers, not all 0; got shape {w.shape}")
-            self.hard_weights = w / w.sum()
+            self.hard_weights = check_weights(hard_weights, len(self.images))
         if min(self.images.shape[1:3]) < patch_size:
             raise ValueError(f"patch size {patch_size} is larger than the slices "
                              f"({self.images.shape[1]}x{self.images.shape[2]})")

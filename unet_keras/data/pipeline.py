@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from unet_keras.data.hard_examples import check_weights
 from unet_keras.data.preprocess import preprocess_image, preprocess_mask
 from unet_keras.data.readers import read_slice
 
@@ -226,10 +227,10 @@ def make_patch_dataset(
     ``augment``, a new paired augmentation (:func:`augment_pair`, with ``gamma`` and ``noise``)
     of it. Batches are always full. Pass ``steps_per_epoch`` to ``fit``.
 
-    With ``hard_weights`` (one probability per slice, e.g.
-    :func:`unet_keras.data.hard_examples.hard_example_weights`), each patch comes with
-    probability ``hard_fraction`` from a slice drawn by those weights instead of the next one
-    in the shuffled order.
+    With ``hard_weights`` (one per slice, e.g. from
+    :func:`unet_keras.data.hard_examples.hard_example_weights`), each patch's slice is, with
+    probability ``hard_fraction``, drawn by those weights instead of the one in its slot of
+    the shuffled order.
 
     Returns:
         float32 ``((B, P, P, C), (B, P, P, 1))`` batches, ``P = patch_size``.
@@ -262,21 +263,19 @@ def make_patch_dataset(
 
 def _mix_hard_examples(ds: tf.data.Dataset, weights: np.ndarray, fraction: float, n: int,
                        seed: int) -> tf.data.Dataset:
-    """``ds`` (slice indices) with a share ``fraction`` of its elements replaced by indices
-    drawn with probabilities ``weights``."""
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (n,) or not np.all(weights >= 0) or not weights.sum() > 0:
-        raise ValueError(f"hard-example weights must be {n} non-negative numbers, not all 0; "
-                         f"got shape {weights.shape}")
-    logits = tf.constant(np.log(np.maximum(weights / weights.sum(), 1e-30))[None],
+    """``ds`` (slice indices) with each element replaced, with probability ``fraction``, by an
+    index drawn with probabilities ``weights`` (as :class:`unet_keras.data.loader.PatchBatches`
+    does)."""
+    logits = tf.constant(np.log(np.maximum(check_weights(weights, n), 1e-30))[None],
                          tf.float32)
-    hard = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2).map(
-        lambda s: tf.random.stateless_categorical(logits, 1, seed=s, dtype=tf.int64)[0, 0])
-    if fraction >= 1:
-        return hard
-    return tf.data.Dataset.sample_from_datasets(
-        [ds, hard], weights=[1.0 - fraction, fraction], seed=seed + 2,
-        rerandomize_each_iteration=True)
+    draws = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(3)
+
+    def pick(i: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+        hard = tf.random.stateless_categorical(logits, 1, seed=s[:2], dtype=tf.int64)[0, 0]
+        coin = tf.random.stateless_uniform([], seed=tf.stack([s[2], s[0]]))
+        return tf.where(coin < fraction, hard, i)
+
+    return tf.data.Dataset.zip((ds, draws)).map(pick)
 
 
 def make_file_dataset(
