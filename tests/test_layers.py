@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
      "schedule", "viz"),
     ("losses", "optimizers", "distribute"),
     ("data.records", "data.slices"),
-    ("data.formats", "data.images", "data.synthetic"),
+    ("data.formats", "data.images", "data.synthetic", "data.hard_examples"),
     ("data.figshare", "data.lgg", "data.folders"),
     ("data.readers",),
     ("data.preprocess", "data.summary", "data.preview", "data.loader"),
