@@ -371,31 +371,35 @@ def load_data(cfg: TrainConfig, run_dir: Path, log: Log) -> RunData:
     return data
 
 
-def _hard_example_scores(cfg: TrainConfig, run_dir: Path) -> dict[str, float] | None:
-    """The ``hard_examples`` scores (:func:`read_dice`): the run's own copy when it resumes
-    (the file it started with), else the file named."""
+def _hard_example_scores(cfg: TrainConfig, run_dir: Path
+                         ) -> tuple[dict[str, float], Path] | None:
+    """The ``hard_examples`` scores (:func:`read_dice`) and the file they were read from: the
+    run's own copy when it resumes (the file it started with), else the file named."""
     if not cfg.hard_examples:
         return None
     copy = RunDir(run_dir).hard_examples
-    return read_dice(copy if cfg.resume and copy.is_file() else cfg.hard_examples)
+    source = copy if cfg.resume and copy.is_file() else Path(cfg.hard_examples)
+    return read_dice(source), source
 
 
 def _hard_weights(cfg: TrainConfig, run_dir: Path, slices: list[data_lib.Slice],
-                  split: dict[str, list[int]], scores: dict[str, float], log: Log
+                  split: dict[str, list[int]], scores: tuple[dict[str, float], Path], log: Log
                   ) -> np.ndarray:
-    """The training slices' sampling weights from ``scores``, logged, with a copy of the
-    scores file kept in the run directory (a file that scores none of them is refused)."""
+    """The training slices' sampling weights from ``scores`` (:func:`_hard_example_scores`),
+    logged, with a copy of their file kept in the run directory (a file that scores none of
+    them is refused)."""
+    dice, source = scores
     ids = [slices[i].id for i in split["train"]]
     try:
-        hard = hard_example_weights(ids, scores, cfg.hard_examples)
+        hard = hard_example_weights(ids, dice, source)
     except data_lib.DataError:
         _abandon(cfg, run_dir)
         raise
     copy = RunDir(run_dir).hard_examples
-    if not (cfg.resume and copy.is_file()) and Path(cfg.hard_examples).resolve() != copy.resolve():
-        shutil.copyfile(cfg.hard_examples, copy)
+    if source.resolve() != copy.resolve():
+        shutil.copyfile(source, copy)
     log(f"hard examples: {cfg.hard_fraction:.0%} of the patches from training slices weighted "
-        f"by 1 - Dice in {cfg.hard_examples} ({len(hard.scores)} of {len(ids)} scored, "
+        f"by 1 - Dice in {source} ({len(hard.scores)} of {len(ids)} scored, "
         f"{int(np.sum(hard.scores < MISS_DICE))} of them misses, Dice < {MISS_DICE})")
     return hard.weights
 

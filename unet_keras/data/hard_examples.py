@@ -78,16 +78,15 @@ def hard_example_weights(ids: Sequence[str], dice: Mapping[str, float],
     Raises:
         DataError: ``dice`` scores none of ``ids`` (another dataset's file).
     """
-    known = [dice.get(str(i)) for i in ids]
-    scored = [max(1.0 - d, MIN_WEIGHT) for d in known if d is not None]
-    if not scored:
+    known = np.array([dice.get(str(i), np.nan) for i in ids], dtype=np.float64)
+    scored = ~np.isnan(known)
+    if not scored.any():
         raise DataError(f"{source}: scores none of the {len(ids)} training slices (ids such "
                         f"as {list(ids[:1])}); pass the per_image.csv evaluate.py wrote for "
                         "this dataset's split")
-    fill = float(np.mean(scored))
-    weights = np.array([fill if d is None else max(1.0 - d, MIN_WEIGHT) for d in known])
-    return HardExamples(weights / weights.sum(),
-                        np.array([d for d in known if d is not None], dtype=np.float64))
+    weights = np.maximum(1.0 - known, MIN_WEIGHT)  # NaN (no score) stays NaN here
+    weights[~scored] = weights[scored].mean()
+    return HardExamples(weights / weights.sum(), known[scored])
 
 
 def check_weights(weights: np.ndarray, n: int) -> np.ndarray:
