@@ -71,3 +71,22 @@ def test_readme_states_the_measured_test_numbers():
     assert float(stated.group(1)) == pytest.approx(metrics["dice"]["mean"], abs=5e-4)
     assert float(stated.group(2)) == pytest.approx(metrics["dice"]["std"], abs=5e-4)
     assert metrics["resolution"] == "native"
+
+
+def test_the_bundled_models_last_sitting_is_the_cpu_sitting_preset(tmp_path):
+    """REPRODUCE.md's command for the bundled model's last sitting (``--preset cpu-sitting``
+    with the starting model and its scores) gives the settings the model was trained with."""
+    from unet_keras.cli.train import resolve_config
+    from unet_keras.config import PRESETS, TrainConfig
+
+    trained = TrainConfig.from_dict(
+        json.loads((BUNDLED_RUN / "config.json").read_text())["train"]).settings()
+    assert trained["init_from"] and trained["hard_examples"]
+    command = resolve_config([
+        "--preset", "cpu-sitting", "--data", trained["data"], "--init-from", trained["init_from"],
+        "--hard-examples", trained["hard_examples"], "--split-by", "block",
+        "--val-fraction", "0.15", "--test-fraction", "0", "--seed", "42",
+        "--output", str(tmp_path / "run")]).settings()
+    assert set(PRESETS["cpu-sitting"]) <= set(command)
+    differ = {key for key in trained if trained[key] != command[key]}
+    assert differ == {"output"}, {k: (trained[k], command[k]) for k in differ}
