@@ -73,19 +73,37 @@ def test_readme_states_the_measured_test_numbers():
     assert metrics["resolution"] == "native"
 
 
-def test_the_bundled_models_last_sitting_is_the_cpu_sitting_preset(tmp_path):
-    """REPRODUCE.md's command for the bundled model's last sitting (``--preset cpu-sitting``
-    with the starting model and its scores) gives the settings the model was trained with."""
+#: Options of a documented command that name files of the writer's machine, not the recipe.
+PATH_OPTIONS = ("--data", "--init-from", "--hard-examples", "--output")
+
+
+def reproduce_command_for_the_bundled_model() -> list[str]:
+    """The arguments of REPRODUCE.md's ``python train.py`` command that writes
+    ``saved_models/sample`` (its continuation lines joined)."""
+    text = (REPO / "REPRODUCE.md").read_text().replace("\\\n", " ")
+    commands = [line.split("#")[0].split()[2:] for line in text.splitlines()
+                if line.startswith("python train.py ")]
+    bundled = [args for args in commands if "saved_models/sample" in args]
+    assert len(bundled) == 1, "REPRODUCE.md must give the one command that writes the model"
+    return bundled[0]
+
+
+def test_reproduce_mds_command_for_the_bundled_model_gives_its_recorded_settings(tmp_path):
+    """REPRODUCE.md's command for the bundled model's last sitting, with the files it names
+    taken from the record, resolves to exactly the settings the model was trained with."""
     from unet_keras.cli.train import resolve_config
     from unet_keras.config import PRESETS, TrainConfig
 
     trained = TrainConfig.from_dict(
         json.loads((BUNDLED_RUN / "config.json").read_text())["train"]).settings()
     assert trained["init_from"] and trained["hard_examples"]
+    documented = reproduce_command_for_the_bundled_model()
+    assert documented[:2] == ["--preset", "cpu-sitting"]
+    recipe = [arg for i, arg in enumerate(documented)
+              if arg not in PATH_OPTIONS and (i == 0 or documented[i - 1] not in PATH_OPTIONS)]
     command = resolve_config([
-        "--preset", "cpu-sitting", "--data", trained["data"], "--init-from", trained["init_from"],
-        "--hard-examples", trained["hard_examples"], "--split-by", "block",
-        "--val-fraction", "0.15", "--test-fraction", "0", "--seed", "42",
+        *recipe, "--data", trained["data"], "--init-from", trained["init_from"],
+        "--hard-examples", trained["hard_examples"],
         "--output", str(tmp_path / "run")]).settings()
     assert set(PRESETS["cpu-sitting"]) <= set(command)
     differ = {key for key in trained if trained[key] != command[key]}
