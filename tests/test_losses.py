@@ -9,7 +9,13 @@ import pytest
 from keras import ops
 
 from unet_keras.config import ArchConfig
-from unet_keras.losses import BCEDiceLoss, BCEImageDiceLoss, DiceLoss, get_loss
+from unet_keras.losses import (
+    BCEDiceLoss,
+    BCEImageDiceLoss,
+    BCETumourDiceLoss,
+    DiceLoss,
+    get_loss,
+)
 from unet_keras.metrics import dice_coef, dice_coef_per_image
 from unet_keras.model import build_unet
 
@@ -87,6 +93,38 @@ def test_bce_per_image_dice_loss_against_numpy(smooth):
     assert _value(BCEImageDiceLoss(smooth=smooth)(t, p)) == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.parametrize("smooth", [1.0, 0.5])
+def test_bce_tumour_images_dice_loss_against_numpy(smooth):
+    """The Dice term averages only the images whose truth shows tumour; the BCE is over all."""
+    t, p = _random(np.random.default_rng(6), n=4)
+    t[1] = 0  # a patch without tumour
+    t[3] = 0
+    shown = [np_dice(t[i], p[i], smooth) for i in (0, 2)]
+    want = np_bce(t, p) - np.mean(shown)
+    assert _value(BCETumourDiceLoss(smooth=smooth)(t, p)) == pytest.approx(want, rel=1e-5)
+    # every image shows tumour: the per-image loss
+    t2, p2 = _random(np.random.default_rng(7))
+    assert _value(BCETumourDiceLoss(smooth=smooth)(t2, p2)) == pytest.approx(
+        _value(BCEImageDiceLoss(smooth=smooth)(t2, p2)), rel=1e-6)
+    # no image shows tumour: BCE alone
+    empty = np.zeros_like(t)
+    assert _value(BCETumourDiceLoss(smooth=smooth)(empty, p)) == pytest.approx(
+        np_bce(empty, p), rel=1e-5)
+
+
+def test_tumour_images_loss_ignores_faint_probability_on_a_patch_without_tumour():
+    """A faint 0.01 everywhere on a tumour-free patch costs the per-image loss most of a Dice
+    point but the tumour-images loss only its cross-entropy."""
+    t = np.zeros((2, 16, 16, 1), np.float32)
+    t[0, 4:8, 4:8] = 1
+    p = np.where(t > 0, 0.99, 0.01).astype(np.float32)
+    per_image = _value(BCEImageDiceLoss()(t, p))
+    tumour = _value(BCETumourDiceLoss()(t, p))
+    empty_dice = 1.0 / (0.01 * 256 + 1.0)  # s / (|B| + s) of the tumour-free patch
+    assert per_image - tumour == pytest.approx((np_dice(t[0], p[0]) - empty_dice) / 2, rel=1e-4)
+    assert tumour == pytest.approx(np_bce(t, p) - np_dice(t[0], p[0]), rel=1e-5)
+
+
 def test_per_image_dice_weighs_a_small_tumour_like_a_large_one():
     """One image with a 4-pixel tumour, one with a 128-pixel tumour, each found and missed in
     turn: the pooled Dice barely notices the small one, the per-image Dice halves."""
@@ -111,6 +149,8 @@ def test_get_loss():
     bce = get_loss("bce_dice")
     assert isinstance(bce, BCEDiceLoss) and bce.smooth == 1.0
     assert isinstance(get_loss("bce_dice_per_image", smooth=0.5), BCEImageDiceLoss)
+    tumour = get_loss("bce_dice_tumour_images", smooth=0.5)
+    assert isinstance(tumour, BCETumourDiceLoss) and tumour.smooth == 0.5
     with pytest.raises(ValueError, match="bce_dice"):
         get_loss("focal")
 

@@ -1,7 +1,8 @@
-"""Training losses: the paper's negative Dice, and BCE + Dice.
+"""Training losses: the paper's negative Dice, and BCE + Dice (pooled, per image, or per image
+over the images that show tumour).
 
 ``dice_loss = -dice_coef`` (pooled over the batch, smooth ``s``), so a perfect model logs -1.0,
-as in the paper's logs ("Loss: -0.9047"). Both losses are Keras-serializable classes, so a
+as in the paper's logs ("Loss: -0.9047"). The losses are Keras-serializable classes, so a
 saved ``.keras`` model reloads with ``safe_mode=True`` and no ``custom_objects`` once
 ``unet_keras`` is imported.
 
@@ -74,10 +75,38 @@ class BCEImageDiceLoss(BCEDiceLoss):
         return ops.mean(dice_coef_per_image(y_true, y_pred, self.smooth))
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BCETumourDiceLoss(BCEDiceLoss):
+    """Binary cross-entropy (mean over pixels) minus the mean soft Dice of the images whose
+    truth shows tumour; images without tumour are left to the cross-entropy.
+
+    For patch training (``--patch-size``) with foreground oversampling: like
+    :class:`BCEImageDiceLoss` every tumour weighs the same, however small, but a patch without
+    tumour does not add ``s / (|B| + s)``, which drives any faint probability towards zero and
+    the model towards missing small tumours. A batch without tumour has a Dice term of 0.
+    On whole slices that all show tumour it equals :class:`BCEImageDiceLoss`.
+    """
+
+    description = "binary cross-entropy minus the mean Dice of the images that show tumour"
+
+    def __init__(self, smooth: float = 1.0, name: str = "bce_dice_tumour_images_loss",
+                 **kwargs):
+        super().__init__(smooth=smooth, name=name, **kwargs)
+
+    def dice(self, y_true, y_pred):
+        """The Dice term: each tumour-showing image's, averaged over those images."""
+        y_true = ops.cast(y_true, "float32")
+        per_image = dice_coef_per_image(y_true, y_pred, self.smooth)
+        shows = ops.cast(ops.max(ops.reshape(y_true, (ops.shape(y_true)[0], -1)), axis=1) > 0,
+                         "float32")
+        return ops.sum(per_image * shows) / ops.maximum(ops.sum(shows), 1.0)
+
+
 #: The losses by name (``--loss``): ``dice`` is the paper's negative Dice. Each class takes
 #: ``smooth`` and says what it is in ``description``.
 LOSSES: dict[str, type[keras.losses.Loss]] = {"dice": DiceLoss, "bce_dice": BCEDiceLoss,
-                                              "bce_dice_per_image": BCEImageDiceLoss}
+                                              "bce_dice_per_image": BCEImageDiceLoss,
+                                              "bce_dice_tumour_images": BCETumourDiceLoss}
 
 
 def get_loss(name: str, smooth: float = 1.0) -> keras.losses.Loss:
