@@ -95,13 +95,17 @@ def expected_share(fraction: float) -> np.ndarray:
     return share
 
 
-def assert_kept_slots_unchanged(plain: np.ndarray, hard: np.ndarray, fraction: float):
+def assert_kept_slots_unchanged(pairs, fraction: float):
     """Examples whose slot was not redrawn (not slice 3) are the very patches drawn without
-    hard examples; the share redrawn is about ``fraction``."""
-    kept = slice_of(hard) != 3
-    np.testing.assert_array_equal(plain[kept], hard[kept])
+    hard examples, batch by batch; over the batches some slot is kept unless ``fraction`` is 1
+    (checked over all of them: one batch of 16 at 0.8 has every slot redrawn 3% of the time)."""
+    kept_any = False
+    for plain, hard in pairs:
+        kept = slice_of(hard) != 3
+        np.testing.assert_array_equal(plain[kept], hard[kept])
+        kept_any |= bool(kept.any())
     if fraction < 1:
-        assert kept.any()
+        assert kept_any
 
 
 @pytest.mark.parametrize("fraction", [0.25, 0.8, 1.0])
@@ -116,8 +120,10 @@ def test_tf_pipeline_draws_the_hard_share_by_the_weights(fraction: float):
     hard = {"hard_weights": one_hard_slice(), "hard_fraction": fraction}
     np.testing.assert_allclose(slice_counts(stream(**hard).take(200)), expected_share(fraction),
                                atol=0.03)
-    for (a, _), (b, _) in zip(stream().take(4), stream(**hard).take(4), strict=True):
-        assert_kept_slots_unchanged(a.numpy(), b.numpy(), fraction)
+    assert_kept_slots_unchanged(
+        [(a.numpy(), b.numpy())
+         for (a, _), (b, _) in zip(stream().take(4), stream(**hard).take(4), strict=True)],
+        fraction)
     with pytest.raises(ValueError, match="8 non-negative numbers"):
         make_patch_dataset(images, masks, 8, 16, hard_weights=np.ones(5), hard_fraction=0.5)
 
@@ -130,7 +136,6 @@ def test_loader_draws_the_hard_share_and_keeps_the_other_draws(fraction: float):
     np.testing.assert_allclose(slice_counts(hard[i] for i in range(len(hard))),
                                expected_share(fraction), atol=0.03)
     plain = PatchBatches(images, masks, 16, 16, steps=4, augment=False, seed=1)
-    for i in range(4):
-        assert_kept_slots_unchanged(plain[i][0], hard[i][0], fraction)
+    assert_kept_slots_unchanged([(plain[i][0], hard[i][0]) for i in range(4)], fraction)
     with pytest.raises(ValueError, match="8 non-negative numbers"):
         PatchBatches(images, masks, 16, 16, steps=1, hard_weights=np.zeros(N), hard_fraction=1)
