@@ -95,7 +95,6 @@ class BCETumourDiceLoss(BCEDiceLoss):
 
     def dice(self, y_true, y_pred):
         """The Dice term: each tumour-showing image's, averaged over those images."""
-        y_true = ops.cast(y_true, "float32")
         per_image = dice_coef_per_image(y_true, y_pred, self.smooth)
         shows = ops.cast(ops.max(ops.reshape(y_true, (ops.shape(y_true)[0], -1)), axis=1) > 0,
                          "float32")
