@@ -10,21 +10,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_keras.inference import BUNDLED_RUN, load_model, predict_any_size
+from unet_keras.inference import BUNDLED_RUN, default_tta, load_model, predict_any_size
 from unet_keras.model_meta import read_model_meta
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_bundled_model_carries_its_working_size_and_validation_threshold():
+def test_bundled_model_carries_its_working_size_and_validation_threshold_and_tta():
     meta = read_model_meta(BUNDLED_RUN / "model.keras")
     assert meta is not None
     record = json.loads((BUNDLED_RUN / "config.json").read_text())
     assert meta.image_size == record["train"]["image_size"]
     chosen = json.loads((BUNDLED_RUN / "threshold.json").read_text())
-    assert meta.threshold == chosen["threshold"]
-    assert "validation" in meta.threshold_source
-    curve = chosen["val_dice_by_threshold"]
+    assert meta.threshold == chosen["threshold"] and meta.tta == chosen["tta"]
+    assert "validation" in meta.threshold_source and "validation" in meta.tta_source
+    plain, flipped = chosen["val_dice_by_threshold"], chosen["val_dice_by_threshold_tta"]
+    assert meta.tta == (max(flipped.values()) > max(plain.values()))
+    curve = flipped if meta.tta else plain
     assert curve[f"{meta.threshold:.2f}"] == max(curve.values())
 
 
@@ -54,7 +56,8 @@ def test_bundled_model_segments_a_real_slice_at_its_own_size(shared_data):
     image = cv2.imread(str(folder / "images" / "1.png"), cv2.IMREAD_GRAYSCALE)
     truth = cv2.imread(str(folder / "masks" / "1.png"), cv2.IMREAD_GRAYSCALE) > 127
     model = load_model()
-    probs = predict_any_size(model, scale_intensity(image))  # min-max, as the readers do
+    # min-max, as the readers do; with the flip TTA the model stores (or not)
+    probs = predict_any_size(model, scale_intensity(image), tta=default_tta(model))
     assert probs.shape == image.shape
     pred = probs >= read_model_meta(BUNDLED_RUN / "model.keras").threshold
     dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
@@ -71,6 +74,9 @@ def test_readme_states_the_measured_test_numbers():
     assert float(stated.group(1)) == pytest.approx(metrics["dice"]["mean"], abs=5e-4)
     assert float(stated.group(2)) == pytest.approx(metrics["dice"]["std"], abs=5e-4)
     assert metrics["resolution"] == "native"
+    # ... measured as the model is used by default: its stored threshold and TTA choice
+    meta = read_model_meta(BUNDLED_RUN / "model.keras")
+    assert metrics["threshold"] == meta.threshold and metrics["tta"] == meta.tta
 
 
 #: Options of a documented command that name files of the writer's machine, not the recipe.

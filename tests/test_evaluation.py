@@ -127,6 +127,23 @@ def test_choose_threshold_finds_the_best_cut_and_prefers_0_5_on_ties():
     assert flat == 0.5
 
 
+def test_tta_is_chosen_only_when_it_scores_higher_on_validation():
+    from unet_keras.scoring import choose_threshold_and_tta
+
+    truth = np.zeros((8, 8), np.uint8)
+    truth[2:6, 2:6] = 1
+    half = np.where(truth == 1, 0.9, 0.0).astype(np.float32)
+    half[2:4] = 0.0  # finds the lower half of the tumour: Dice 2*8/(8+16) at any cut
+    whole = np.where(truth == 1, 0.4, 0.0).astype(np.float32)  # all of it, below 0.5
+    threshold, tta, curves = choose_threshold_and_tta([truth], [half], [whole])
+    assert tta and threshold == pytest.approx(0.4)  # 0.10..0.40 give 1.0; 0.40 nearest 0.5
+    assert curves[True]["0.40"] == 1.0 and curves[False]["0.40"] == pytest.approx(2 / 3)
+    threshold, tta, _ = choose_threshold_and_tta([truth], [whole], [half])
+    assert not tta and threshold == pytest.approx(0.4)
+    threshold, tta, _ = choose_threshold_and_tta([truth], [half], [half.copy()])
+    assert not tta and threshold == 0.5  # a tie keeps one forward pass
+
+
 def test_to_native_resizes_probabilities_back_to_each_slice():
     from unet_keras.data.slices import make_slice
     from unet_keras.scoring import to_native

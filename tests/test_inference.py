@@ -200,3 +200,33 @@ def test_a_model_file_s_working_size_and_threshold_are_used(tmp_path):
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     (_, p, mask), = segment_images(model, [image])
     np.testing.assert_array_equal(mask, (p >= 0.3).astype(np.uint8))
+    np.testing.assert_allclose(p, expected, atol=1e-5)  # no TTA stored: one forward pass
+
+
+def test_a_model_file_s_flip_tta_choice_is_used_unless_overridden(tmp_path):
+    from unet_keras.inference import default_tta, load_model
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+    from unet_keras.predict_files import segment_images
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    path = tmp_path / "m.keras"
+    build_unet(arch).save(path)
+    assert default_tta(load_model(path)) is False  # no metadata: no TTA
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=32, tta=True))
+    model = load_model(path)
+    assert default_tta(model) is True
+    from unet_keras.data.preprocess import preprocess_image
+
+    image = np.random.default_rng(1).random((32, 32), dtype=np.float32)
+    x = preprocess_image(image, image_size=None, channels=1)[None]  # as segment_images does
+
+    def forward(a):
+        return np.asarray(model.predict_on_batch(np.ascontiguousarray(a)))[..., 0]
+
+    # the mean over the slice and its two flips, each flipped back, by hand
+    flips = (forward(x) + forward(x[:, :, ::-1])[:, :, ::-1] + forward(x[:, ::-1])[:, ::-1]) / 3
+    (_, p, _), = segment_images(model, [image])
+    np.testing.assert_allclose(p, flips[0], atol=1e-5)
+    (_, p, _), = segment_images(model, [image], tta=False)
+    np.testing.assert_allclose(p, forward(x)[0], atol=1e-5)
+    assert np.abs(flips - forward(x)).max() > 1e-4  # the two differ, so the checks can fail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import keras
@@ -25,6 +26,8 @@ def test_meta_round_trips_and_the_model_still_loads(tmp_path):
     assert read_model_meta(path) == meta
     write_model_meta(path, meta.replace(threshold=0.6))  # replaced, not duplicated
     assert read_model_meta(path).threshold == 0.6
+    write_model_meta(path, meta.replace(tta=True, tta_source="validation"))
+    assert read_model_meta(path).tta is True and read_model_meta(path).threshold == 0.35
     assert zipfile.ZipFile(path).namelist().count(MEMBER) == 1
     loaded = keras.models.load_model(path, safe_mode=True)
     x = np.random.default_rng(0).random((1, 16, 16, 1), dtype=np.float32)
@@ -37,11 +40,27 @@ def test_meta_rejects_impossible_values(tmp_path):
         ModelMeta(arch={}, threshold=1.0)
     with pytest.raises(ValueError, match="image_size"):
         ModelMeta(arch={}, image_size=0)
+    with pytest.raises(ValueError, match="tta"):
+        ModelMeta(arch={}, tta="yes")
     bad = tmp_path / "bad.keras"
     with zipfile.ZipFile(bad, "w") as z:
         z.writestr(MEMBER, "{not json")
     with pytest.raises(ValueError, match="bad.keras"):
         read_model_meta(bad)
+    wrong = tmp_path / "wrong.keras"
+    with zipfile.ZipFile(wrong, "w") as z:
+        z.writestr(MEMBER, json.dumps({"arch": {}, "tta": 1}))
+    with pytest.raises(ValueError, match=r"wrong\.keras: invalid model metadata.*tta"):
+        read_model_meta(wrong)
+
+
+def test_metadata_written_before_tta_existed_reads_as_no_tta(tmp_path):
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(old, "w") as z:  # what versions before the tta field wrote
+        z.writestr(MEMBER, json.dumps({"arch": {}, "image_size": 256, "threshold": 0.55,
+                                       "threshold_source": "validation split"}))
+    meta = read_model_meta(old)
+    assert meta.threshold == 0.55 and meta.tta is False and meta.tta_source == "default"
 
 
 def test_the_model_carries_its_arch_config_through_a_file(tmp_path):

@@ -141,15 +141,22 @@ def test_evaluate_cli_outputs_recompute_from_saved_masks(trained_run: Path):
     for split in metrics:
         assert is_png(trained_run / f"dice_by_size_{split}.png")
     # the threshold chosen on the validation split at the end of training is the one used
-    chosen = json.loads((trained_run / "threshold.json").read_text())["threshold"]
-    assert metrics["test"]["threshold"] == chosen
+    chosen = json.loads((trained_run / "threshold.json").read_text())
+    assert metrics["test"]["threshold"] == chosen["threshold"]
+    # ... and so is the choice of flip TTA: on when it scored higher there
+    best = {tta: max(chosen[key].values()) for tta, key in
+            ((False, "val_dice_by_threshold"), (True, "val_dice_by_threshold_tta"))}
+    assert chosen["tta"] == (best[True] > best[False])
+    assert metrics["test"]["tta"] == chosen["tta"]
     # --resolution model scores at the model's 32x32 working size
     out = trained_run / "at-model-size"
+    flag = "--no-tta" if chosen["tta"] else "--tta"  # the other way round from the stored one
     proc = run_cli("evaluate.py", str(trained_run), "--resolution", "model", "--save-masks",
-                   "--threshold", "0.5", "--output", str(out))
+                   "--threshold", "0.5", flag, "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert cv2.imread(str(out / "masks" / "test" / f"{test_ids[0]}.png"), 0).shape == (32, 32)
-    assert json.loads((out / "metrics.json").read_text())["test"]["resolution"] == "model"
+    at_model = json.loads((out / "metrics.json").read_text())["test"]
+    assert at_model["resolution"] == "model" and at_model["tta"] == (not chosen["tta"])
 
 
 def _kill_after_two_epochs(run: Path, epochs: int = 6) -> None:
@@ -286,6 +293,7 @@ def test_patch_training_with_a_step_budget_stores_size_threshold_and_lineage(
     meta = read_model_meta(run / "model.keras")
     chosen = json.loads((run / "threshold.json").read_text())
     assert meta.image_size == 32 and meta.threshold == chosen["threshold"]
+    assert meta.tta == chosen["tta"] and "validation" in meta.tta_source
     assert meta.arch["input_shape"] == [None, None, 3]  # size-free: trained on patches
     import keras
 

@@ -273,5 +273,38 @@ def test_the_page_uses_the_model_s_own_threshold(tmp_path):
     write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=64, threshold=0.35))
     with TestClient(create_app(path)) as c:
         assert c.get("/api/model").json()["threshold"] == 0.35
+        assert c.get("/api/model").json()["tta"] is False
     with TestClient(create_app(path, threshold=0.6)) as c:
         assert c.get("/api/model").json()["threshold"] == 0.6
+
+
+def test_the_page_uses_the_model_s_own_flip_tta_choice(tmp_path):
+    from unet_keras.data.preprocess import preprocess_image
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    path = tmp_path / "run" / "model.keras"
+    path.parent.mkdir()
+    model = build_unet(arch)
+    model.save(path)
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=None, threshold=0.5,
+                                     tta=True))
+    image = (np.random.default_rng(2).random((32, 32)) * 255).astype(np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    x = preprocess_image(image, image_size=None, channels=1)[None]
+
+    def forward(a):
+        return np.asarray(model.predict_on_batch(np.ascontiguousarray(a)))[..., 0]
+
+    flips = (forward(x) + forward(x[:, :, ::-1])[:, :, ::-1] + forward(x[:, ::-1])[:, ::-1]) / 3
+    areas = {}
+    for tta, probs in ((None, flips[0]), (False, forward(x)[0])):
+        with TestClient(create_app(path, tta=tta)) as c:
+            assert c.get("/api/model").json()["tta"] is (tta is None)
+            out = c.post("/api/segment", files={"file": ("s.png", io.BytesIO(png))}).json()
+        assert out["tta"] is (tta is None)
+        # the served copy folds batch norm: pixels within 1e-4 of the cut may go either way
+        area = out["tumor_area_px"]
+        assert (probs >= 0.5 + 1e-4).sum() <= area <= (probs >= 0.5 - 1e-4).sum()
+        areas[tta] = area
+    assert abs(areas[None] - areas[False]) > 10  # TTA changed the mask: the check can fail

@@ -33,12 +33,12 @@ from unet_keras.atomic import write_text_atomic
 from unet_keras.config import DEFAULT_IMAGE_SIZE, TrainConfig, run_config
 from unet_keras.data.preprocess import preprocess_image
 from unet_keras.data.splits import load_split_data
-from unet_keras.inference import decision_threshold, load_model, model_meta
+from unet_keras.inference import decision_threshold, default_tta, load_model, model_meta
 from unet_keras.metrics import dice_global, iou_global
 from unet_keras.postprocess import cumulative_steps
 from unet_keras.scoring import (
     MISS_DICE,
-    calibrate_threshold,
+    calibrate_model,
     per_image_scores,
     split_probabilities,
 )
@@ -180,14 +180,16 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
 
 def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.PathLike | None = None,
              data: str | None = None, format: str = "auto", output: str | os.PathLike | None = None,
-             tta: bool = False, image_size: int = DEFAULT_IMAGE_SIZE, save_masks: bool = False,
+             tta: bool | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
+             save_masks: bool = False,
              min_size: int = 64, resolution: str = "native", threshold: float | None = None,
              log=print, progress: bool = False) -> dict:
     """Evaluate a run (its config and split) or a model on a data folder (split ``all``).
 
     Slices are scored at ``resolution`` (:data:`RESOLUTIONS`; default ``native``: each at its
-    own size) with the decision ``threshold`` (default: the one stored in the model file, see
-    :mod:`unet_keras.model_meta`, else 0.5). Writes into ``output`` (default: the run dir, or
+    own size) with the decision ``threshold`` and flip ``tta`` (default: those stored in the
+    model file, chosen on its validation split, see :mod:`unet_keras.model_meta`; else 0.5 and
+    no TTA). Writes into ``output`` (default: the run dir, or
     ``<model dir>/eval``): ``metrics.json``, ``table1.md``, ``per_image.csv``,
     ``examples_<split>.png`` (best, median, worst), ``dice_hist_<split>.png``,
     ``dice_by_size_<split>.png`` and, with ``save_masks``, ``masks/<split>/<id>.png`` (0/255 at
@@ -219,6 +221,8 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         output = Path(output) if output else Path(model_path).parent / "eval"
     if threshold is None:
         threshold = decision_threshold(model)
+    if tta is None:
+        tta = default_tta(model)
     output.mkdir(parents=True, exist_ok=True)
 
     results, rows = {}, []
@@ -267,16 +271,15 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
     return results
 
 
-def calibrate_run(run_dir: str | os.PathLike, log=print) -> float:
-    """:func:`calibrate_threshold` of a run's ``model.keras`` on its validation split."""
+def calibrate_run(run_dir: str | os.PathLike, log=print) -> tuple[float, bool]:
+    """:func:`calibrate_model` of a run's ``model.keras`` on its validation split: the
+    threshold and whether flip TTA is used, both stored in the file."""
     run_dir = Path(run_dir)
     cfg, record = _run_config(run_dir)
     cfg = cfg.replace(data=record.get("data_source") or cfg.data)
     slices, split, arrays = load_split_data(cfg, run_dir)
-    threshold, _ = calibrate_threshold(run_dir / "model.keras",
-                                       [slices[i] for i in split["val"]], *arrays["val"],
-                                       image_size=cfg.image_size, log=log)
-    return threshold
+    return calibrate_model(run_dir / "model.keras", [slices[i] for i in split["val"]],
+                           *arrays["val"], image_size=cfg.image_size, log=log)
 
 
 def _run_config(run_dir: Path) -> tuple[TrainConfig, dict]:

@@ -68,7 +68,7 @@ def load_model(path: str | os.PathLike | None = None) -> keras.Model:
     """Load a ``.keras`` model, or ``model.keras`` of a run directory; default: the bundled one.
 
     What the file says about its use (:class:`~unet_keras.model_meta.ModelMeta`: its
-    architecture, working size, decision threshold) is attached as ``model.unet_meta``
+    architecture, working size, decision threshold, flip TTA) is attached as ``model.unet_meta``
     (``None`` for older files); read it with :func:`model_meta`. Raises
     ``FileNotFoundError``/``ValueError`` naming the path on a missing or unreadable file.
     """
@@ -120,6 +120,13 @@ def decision_threshold(model: keras.Model) -> float:
     validation split), else 0.5."""
     meta = model_meta(model)
     return float(meta.threshold) if meta is not None else DEFAULT_THRESHOLD
+
+
+def default_tta(model: keras.Model) -> bool:
+    """Whether ``model``'s masks come from flip TTA (:func:`predict_batch`): the choice stored
+    with it (made on its validation split together with the threshold), else no."""
+    meta = model_meta(model)
+    return bool(meta.tta) if meta is not None else False
 
 
 #: ``precision`` argument -> Keras dtype policy. ``bfloat16`` computes in bfloat16 with float32

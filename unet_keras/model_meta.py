@@ -10,10 +10,14 @@ says how to use it:
   trained on patches still has one: the scale of the slices its patches came from); ``None``
   for a model that takes slices at their own size;
 * ``threshold``: the probability cut-off of its masks (chosen on the validation split, or
-  0.5 by default).
+  0.5 by default);
+* ``tta``: whether its probabilities are the mean over flips (test-time augmentation), chosen
+  on the validation split with the threshold, or off by default; ``threshold`` was chosen for
+  that way of predicting.
 
 Files written before this existed have no such member; :func:`read_model_meta` then returns
-``None`` and callers fall back to the model's input shape and 0.5.
+``None`` and callers fall back to the model's input shape, 0.5 and no TTA. Files written before
+``tta`` existed read as ``tta=False``.
 """
 
 from __future__ import annotations
@@ -37,8 +41,12 @@ class ModelMeta:
     image_size: int | None = None
     threshold: float = DEFAULT_THRESHOLD
     threshold_source: str = "default"
+    tta: bool = False
+    tta_source: str = "default"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.tta, bool):
+            raise ValueError(f"tta must be true or false, got {self.tta!r}")
         if not 0.0 < float(self.threshold) < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         if self.image_size is not None and int(self.image_size) < 1:
@@ -79,4 +87,7 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta | None:
             record = json.loads(archive.read(MEMBER))
     except (OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: unreadable model metadata ({exc})") from None
-    return ModelMeta(**record)
+    try:
+        return ModelMeta(**record)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid model metadata in {MEMBER} ({exc})") from None

@@ -23,7 +23,13 @@ from tqdm import tqdm
 
 from unet_keras.data import read_image_file
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import decision_threshold, inference_model, load_unet, predict_any_size
+from unet_keras.inference import (
+    decision_threshold,
+    default_tta,
+    inference_model,
+    load_unet,
+    predict_any_size,
+)
 from unet_keras.viz import overlay, write_png
 
 #: What ``unet-predict`` appends to an input's name; files ending so are its own outputs.
@@ -80,16 +86,18 @@ def plan_outputs(files: Sequence[Path], output: Path,
 
 
 def segment_images(model: keras.Model, images: Sequence[np.ndarray],
-                   threshold: float | None = None, tta: bool = False, batch_size: int = 8
-                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                   threshold: float | None = None, tta: bool | None = None,
+                   batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Raw slices (any sizes, dtypes, 1 or 3 channels) -> per slice ``(x, probs, mask)``.
 
     ``x``: the preprocessed image ``(H, W, C)`` in [0, 1]; ``probs``: ``(H, W)`` float32;
     ``mask``: ``(H, W)`` uint8 0/1, all at that slice's own H, W. Slices of equal size go
-    through the model together, ``batch_size`` per forward pass. ``threshold``: default the
-    model's own (:func:`~unet_keras.inference.decision_threshold`).
+    through the model together, ``batch_size`` per forward pass. ``threshold`` and ``tta``
+    (flip test-time augmentation): default the model's own
+    (:func:`~unet_keras.inference.decision_threshold`, :func:`~unet_keras.inference.default_tta`).
     """
     threshold = decision_threshold(model) if threshold is None else threshold
+    tta = default_tta(model) if tta is None else tta
     channels = model.input_shape[-1]
     xs = [preprocess_image(image, image_size=None, channels=channels) for image in images]
     by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -104,7 +112,8 @@ def segment_images(model: keras.Model, images: Sequence[np.ndarray],
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
-                  threshold: float | None = None, tta: bool = False, precision: str = "float32",
+                  threshold: float | None = None, tta: bool | None = None,
+                  precision: str = "float32",
                   jit_compile: bool = False, batch_size: int = 8,
                   relative: Sequence[str | os.PathLike] | None = None,
                   overwrite: bool = False, progress: bool = False) -> Iterator[dict]:

@@ -4,8 +4,9 @@ The part of evaluation that training needs too: :func:`split_probabilities` pred
 (:func:`predict_split`, :data:`PROGRESS_CHUNK` slices at a time) and brings the probabilities
 to each slice's own size (:func:`to_native`) or keeps the model's working size
 (:data:`RESOLUTIONS`); :func:`per_image_scores` scores binary masks image by image;
-:func:`calibrate_threshold` chooses the threshold of the best mean per-image Dice on the
-validation split (:func:`choose_threshold`) and stores it with the model. The report built
+:func:`calibrate_model` chooses the threshold of the best mean per-image Dice on the
+validation split (:func:`choose_threshold`), and whether flip TTA pays, and stores both with
+the model. The report built
 on these (Table 1, figures, per-patient views) is :mod:`unet_keras.evaluation`.
 """
 
@@ -106,27 +107,49 @@ def choose_threshold(truths: Sequence[np.ndarray], probs: Sequence[np.ndarray],
     return float(best), curve
 
 
-def calibrate_threshold(model_path: str | os.PathLike, slices: Sequence[Slice],
-                        images: np.ndarray, masks: np.ndarray, image_size: int | None = None,
-                        log=print) -> tuple[float, dict[str, float]]:
-    """Choose the decision threshold on validation slices (mean per-image Dice at each slice's
-    own size, :func:`choose_threshold`) and store it in the model file's metadata; the curve
-    goes to ``threshold.json`` beside the model file.
+def choose_threshold_and_tta(truths: Sequence[np.ndarray], plain: Sequence[np.ndarray],
+                             flipped: Sequence[np.ndarray]
+                             ) -> tuple[float, bool, dict[bool, dict[str, float]]]:
+    """``(threshold, tta, curves)``: flip TTA when the best mean per-image Dice of the
+    ``flipped`` probabilities (the mean over flips) beats that of the ``plain`` ones, strictly
+    (a tie keeps one forward pass); the threshold is :func:`choose_threshold`'s for the chosen
+    probabilities. ``curves[tta]``: the mean Dice at each threshold, without and with TTA."""
+    (t_plain, c_plain), (t_tta, c_tta) = (choose_threshold(truths, plain),
+                                          choose_threshold(truths, flipped))
+    tta = max(c_tta.values()) > max(c_plain.values())
+    return (t_tta if tta else t_plain), tta, {False: c_plain, True: c_tta}
+
+
+def calibrate_model(model_path: str | os.PathLike, slices: Sequence[Slice],
+                    images: np.ndarray, masks: np.ndarray, image_size: int | None = None,
+                    log=print) -> tuple[float, bool]:
+    """Choose how the model predicts, on validation slices, and store it in the model file's
+    metadata: the decision threshold (:func:`choose_threshold`, mean per-image Dice at each
+    slice's own size) for plain predictions and for flip TTA, and flip TTA when its best mean
+    Dice is higher than the plain one's (strictly: ties keep one forward pass). Both curves go
+    to ``threshold.json`` beside the model file.
 
     ``images``/``masks`` are the slices preprocessed at the model's working size
     (``image_size``, recorded too when the file has no metadata yet). Returns the threshold and
-    the mean Dice at each threshold tried.
+    whether TTA was chosen.
     """
     model = load_model(model_path)
-    truths, probs = split_probabilities(model, slices, images, masks, resolution="native")
-    threshold, curve = choose_threshold(truths, probs)
+    truths, plain = split_probabilities(model, slices, images, masks, resolution="native")
+    _, flipped = split_probabilities(model, slices, images, masks, resolution="native",
+                                     tta=True)
+    threshold, tta, curves = choose_threshold_and_tta(truths, plain, flipped)
+    score = {mode: max(curves[mode].values()) for mode in (False, True)}
+    source = (f"validation split ({len(slices)} slices): best mean per-image Dice at native "
+              "resolution")
     meta = model_meta(model) or ModelMeta(arch=arch_config_of(model).to_dict(),
-                                                    image_size=image_size)
+                                          image_size=image_size)
     write_model_meta(model_path, meta.replace(
-        threshold=threshold, threshold_source=f"validation split ({len(slices)} slices): best "
-        "mean per-image Dice at native resolution"))
+        threshold=threshold, threshold_source=source, tta=tta,
+        tta_source=f"{source}: {score[True]:.4f} with flip TTA, {score[False]:.4f} without"))
     write_text_atomic(Path(model_path).parent / "threshold.json", json.dumps(
-        {"threshold": threshold, "val_dice_by_threshold": curve}, indent=2))
-    log(f"threshold {threshold:.2f} (val per-image Dice {curve[f'{threshold:.2f}']:.4f}; at "
-        f"0.50: {curve['0.50']:.4f}) stored in {model_path}")
-    return threshold, curve
+        {"threshold": threshold, "tta": tta, "val_dice_by_threshold": curves[False],
+         "val_dice_by_threshold_tta": curves[True]}, indent=2))
+    log(f"threshold {threshold:.2f}, flip TTA {'on' if tta else 'off'} (val per-image Dice "
+        f"{score[tta]:.4f}; best with TTA {score[True]:.4f}, without {score[False]:.4f}; "
+        f"without TTA at 0.50: {curves[False]['0.50']:.4f}) stored in {model_path}")
+    return threshold, tta

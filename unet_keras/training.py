@@ -108,7 +108,7 @@ from unet_keras.run_dir import (
     write_summary,
 )
 from unet_keras.schedule import Budget, EMAWeights, EMAWeightsBack
-from unet_keras.scoring import MISS_DICE, calibrate_threshold
+from unet_keras.scoring import MISS_DICE, calibrate_model
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -607,16 +607,16 @@ def fit(cfg: TrainConfig, model: keras.Model, train_ds: tf.data.Dataset,
 def export_models(cfg: TrainConfig, model: keras.Model, run: RunDir, data: RunData,
                   log: Log) -> None:
     """``last.keras`` (the last epoch) and ``model.keras`` (the best), float32, with their
-    :class:`~unet_keras.model_meta.ModelMeta`; the decision threshold chosen on the
-    validation split (slices in memory only) and the PyTorch twin ``model.pt``."""
+    :class:`~unet_keras.model_meta.ModelMeta`; the decision threshold and flip TTA chosen on
+    the validation split (slices in memory only) and the PyTorch twin ``model.pt``."""
     meta = ModelMeta(arch=cfg.arch.to_dict(), image_size=cfg.image_size)
     export_float32(model, cfg.arch, run.last, meta)
     if run.best_weights.exists():
         model.load_weights(run.best_weights)
     best = export_float32(model, cfg.arch, run.model, meta)
     if data.slices is not None:
-        calibrate_threshold(run.model, [data.slices[i] for i in data.split["val"]],
-                            *data.arrays["val"], image_size=cfg.image_size, log=log)
+        calibrate_model(run.model, [data.slices[i] for i in data.split["val"]],
+                        *data.arrays["val"], image_size=cfg.image_size, log=log)
     _export_torch(best, run.torch_model, log)
 
 

@@ -12,6 +12,10 @@ from collections.abc import Callable
 from unet_keras._quiet import quiet_stderr
 
 EXIT_BAD_INPUT = 2
+#: Help of ``--tta/--no-tta`` (evaluate, predict, serve): its default is the model's own.
+TTA_HELP = ("average the probabilities over flips (test-time augmentation: 3 forward passes); "
+            "default: the model's own choice, made on its validation split together with the "
+            "threshold (off for models that store none)")
 
 
 class _StatedDefaults(argparse.ArgumentDefaultsHelpFormatter):

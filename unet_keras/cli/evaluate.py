@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from unet_keras.cli.common import HelpFormatter, cli_errors, quiet_tensorflow
+from unet_keras.cli.common import TTA_HELP, HelpFormatter, cli_errors, quiet_tensorflow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="decision threshold (default: the one stored with the model, chosen on "
                         "its validation split; 0.5 for older models)")
-    p.add_argument("--choose-threshold", action="store_true",
-                   help="first choose the threshold on the run's validation split and store it "
-                        "in its model.keras (training does this for new runs)")
-    p.add_argument("--tta", action="store_true", help="average over flips (test-time augm.)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first choose the threshold and whether to use flip TTA on the run's "
+                        "validation split and store both in its model.keras (training does "
+                        "this for new runs)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
     p.add_argument("--min-size", type=int, default=64,
                    help="post-processing: drop components smaller than this (pixels)")
     p.add_argument("--save-masks", action="store_true", help="write predicted masks as PNG")
@@ -76,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.run is None and (args.model is None or args.data is None):
         raise ValueError("give a run directory, or both --model and --data")
-    if args.choose_threshold:
+    if args.calibrate:
         if args.run is None:
-            raise ValueError("--choose-threshold needs a run directory (its validation split)")
+            raise ValueError("--calibrate needs a run directory (its validation split)")
         evaluation.calibrate_run(args.run)
     evaluation.evaluate(
         model_path=args.model, run_dir=args.run, data=args.data, format=args.format,

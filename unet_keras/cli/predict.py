@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path, PurePath
 
-from unet_keras.cli.common import HelpFormatter, cli_errors, description, quiet_tensorflow
+from unet_keras.cli.common import TTA_HELP, HelpFormatter, cli_errors, description, quiet_tensorflow
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".mat"}
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float,
                    help="probability threshold (default: the model's own, chosen on its "
                         "validation split; 0.5 for older models)")
-    p.add_argument("--tta", action="store_true", help="average over flips")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                    help="compute precision; bfloat16 is about 2x faster on CPUs with "
                         "AVX512_BF16 or AMX")

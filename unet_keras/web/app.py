@@ -38,7 +38,13 @@ from starlette.concurrency import run_in_threadpool
 from unet_keras import __version__, dice_per_image, iou_per_image
 from unet_keras.data import DataError, read_image_bytes, read_mask_bytes
 from unet_keras.data.preprocess import preprocess_image
-from unet_keras.inference import BUNDLED_MODEL, decision_threshold, inference_model, load_unet
+from unet_keras.inference import (
+    BUNDLED_MODEL,
+    decision_threshold,
+    default_tta,
+    inference_model,
+    load_unet,
+)
 from unet_keras.model import arch_config_of
 from unet_keras.web.model_info import MODEL_CARD, model_card_text, run_dir_of, run_name, run_record
 from unet_keras.web.rendering import outlined_overlay, png_data_url, to_uint8
@@ -75,6 +81,7 @@ class SegmentOut(BaseModel):
     tumor_area_px: int = Field(description="tumor pixels in the predicted mask")
     tumor_area_percent: float = Field(description="tumor pixels / all pixels * 100")
     threshold: float = Field(description="probability cut-off used for the mask")
+    tta: bool = Field(description="whether the probabilities are the mean over flips")
     inference_ms: float = Field(description="time from queueing the slice to its probabilities")
 
 
@@ -108,6 +115,8 @@ class ModelOut(BaseModel):
     architecture: dict[str, Any] = Field(description="ArchConfig of the served model")
     parameters: int
     threshold: float
+    tta: bool = Field(description="flip test-time augmentation: probabilities are the mean "
+                      "over the slice and its two flips")
     precision: str = Field(description="compute precision of the forward pass: float32 or "
                            "bfloat16")
     max_upload_bytes: int
@@ -135,6 +144,7 @@ def _multipart(fields: dict[str, str], required: list[str]) -> dict[str, Any]:
 
 
 def create_app(model_path: str | Path | None = None, *, threshold: float | None = None,
+               tta: bool | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_side: int = DEFAULT_MAX_SIDE, max_batch: int = 8,
                precision: str = "float32", jit_compile: bool = False) -> FastAPI:
@@ -145,6 +155,8 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
             bundled sample model. Loaded now, so a bad path fails here, naming the path.
         threshold: probability cut-off for the predicted mask; default: the model's own
             (chosen on its validation split), else 0.5.
+        tta: average the probabilities over flips; default: the model's own choice (made on
+            its validation split), else no.
         max_upload_bytes: request body limit (all files of a request together); past it, 413.
         max_side: largest accepted slice height or width in pixels; past it, 422.
         max_batch: most slices per forward pass (see :class:`Segmenter`).
@@ -154,6 +166,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
     source = Path(model_path) if model_path is not None else BUNDLED_MODEL
     model = load_unet(source)
     threshold = decision_threshold(model) if threshold is None else threshold
+    tta = default_tta(model) if tta is None else tta
     channels = int(model.input_shape[-1])
     run_dir = run_dir_of(source)
     info = ModelOut(
@@ -162,6 +175,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
         architecture=arch_config_of(model).to_dict(),
         parameters=model.count_params(),
         threshold=threshold,
+        tta=tta,
         precision=precision,
         max_upload_bytes=max_upload_bytes,
         max_side=max_side,
@@ -170,7 +184,8 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
         agreement_colors={name: "#{:02x}{:02x}{:02x}".format(*rgb)
                           for name, rgb in AGREEMENT_RGB.items()},
     )
-    segmenter = Segmenter(inference_model(model, precision, jit_compile), max_batch=max_batch)
+    segmenter = Segmenter(inference_model(model, precision, jit_compile), max_batch=max_batch,
+                          tta=tta)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -182,6 +197,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
                   description=__doc__, docs_url=None, redoc_url=None)
     app.state.model_path = str(source.resolve())  # for the server's log, never sent
     app.state.threshold = threshold
+    app.state.tta = tta
 
     @app.exception_handler(UploadError)
     async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
@@ -250,7 +266,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
                 filename=upload.filename, width=mask.shape[1], height=mask.shape[0],
                 image=png_data_url(to_uint8(x)), mask=png_data_url(mask * 255),
                 overlay=png_data_url(outlined_overlay(x, mask)), tumor_area_px=area,
-                tumor_area_percent=100.0 * area / mask.size, threshold=threshold,
+                tumor_area_percent=100.0 * area / mask.size, threshold=threshold, tta=tta,
                 inference_ms=inference_ms)
 
         return await run_in_threadpool(render)

@@ -27,11 +27,13 @@ class Segmenter:
     Args:
         model: a U-Net taking ``(N, H, W, C)`` in [0, 1]; any H, W (see ``predict_any_size``).
         max_batch: most slices per forward pass.
+        tta: average over flips (see ``predict_batch``).
     """
 
-    def __init__(self, model: keras.Model, max_batch: int = 8) -> None:
+    def __init__(self, model: keras.Model, max_batch: int = 8, tta: bool = False) -> None:
         self.model = model
         self.max_batch = max_batch
+        self.tta = tta
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._serve, name="unet-segmenter", daemon=True)
         self._thread.start()
@@ -84,7 +86,7 @@ class Segmenter:
         for items in groups.values():
             try:
                 probs = predict_any_size(self.model, np.stack([im for im, _ in items]),
-                                         batch_size=len(items))
+                                         batch_size=len(items), tta=self.tta)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting request
                 for _, future in items:
                     future.set_exception(exc)
