@@ -204,6 +204,7 @@ def test_a_model_file_s_working_size_and_threshold_are_used(tmp_path):
 
 
 def test_a_model_file_s_flip_tta_choice_is_used_unless_overridden(tmp_path):
+    from unet_keras.data.preprocess import preprocess_image
     from unet_keras.inference import default_tta, load_model
     from unet_keras.model_meta import ModelMeta, write_model_meta
     from unet_keras.predict_files import segment_images
@@ -215,7 +216,6 @@ def test_a_model_file_s_flip_tta_choice_is_used_unless_overridden(tmp_path):
     write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=32, tta=True))
     model = load_model(path)
     assert default_tta(model) is True
-    from unet_keras.data.preprocess import preprocess_image
 
     image = np.random.default_rng(1).random((32, 32), dtype=np.float32)
     x = preprocess_image(image, image_size=None, channels=1)[None]  # as segment_images does

@@ -200,17 +200,26 @@ def predict_batch(model: keras.Model, images: np.ndarray, batch_size: int = 8,
     if len(images) == 0:
         raise ValueError("no images to predict (an empty batch)")
 
-    def run(x):
-        x = np.ascontiguousarray(x)
-        chunks = [np.asarray(model.predict_on_batch(x[i:i + batch_size]))
-                  for i in range(0, len(x), batch_size)]
-        return np.concatenate(chunks)[..., 0]
+    probs = _forward(model, images, batch_size)
+    return mean_over_flips(model, images, probs, batch_size) if tta else probs.astype(np.float32)
 
-    probs = run(images)
-    if tta:
-        probs = (probs + run(images[:, :, ::-1])[:, :, ::-1]
-                 + run(images[:, ::-1])[:, ::-1]) / 3.0
-    return probs.astype(np.float32)
+
+def mean_over_flips(model: keras.Model, images: np.ndarray, probs: np.ndarray,
+                    batch_size: int = 8) -> np.ndarray:
+    """Flip TTA given the plain pass: the mean of ``probs`` (``model``'s probabilities
+    ``(N, H, W)`` for ``images``, as :func:`predict_batch` gives them) and those of the
+    horizontally and vertically flipped images, each flipped back; float32 ``(N, H, W)``.
+    Costs the two flipped passes only."""
+    return ((probs + _forward(model, images[:, :, ::-1], batch_size)[:, :, ::-1]
+             + _forward(model, images[:, ::-1], batch_size)[:, ::-1]) / 3.0).astype(np.float32)
+
+
+def _forward(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model``'s probabilities ``(N, H, W)`` for ``x``, ``batch_size`` images at a time."""
+    x = np.ascontiguousarray(x)
+    chunks = [np.asarray(model.predict_on_batch(x[i:i + batch_size]))
+              for i in range(0, len(x), batch_size)]
+    return np.concatenate(chunks)[..., 0]
 
 
 def predict_any_size(model: keras.Model, image: np.ndarray, batch_size: int = 4,
