@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unet_keras.inference import BUNDLED_RUN, default_tta, load_model, predict_any_size
+from unet_keras.inference import (
+    BUNDLED_RUN,
+    default_tta,
+    load_model,
+    mask_rule,
+    predict_any_size,
+)
 from unet_keras.model_meta import read_model_meta
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +65,7 @@ def test_bundled_model_segments_a_real_slice_at_its_own_size(shared_data):
     # min-max, as the readers do; with the flip TTA the model stores (or not)
     probs = predict_any_size(model, scale_intensity(image), tta=default_tta(model))
     assert probs.shape == image.shape
-    pred = probs >= read_model_meta(BUNDLED_RUN / "model.keras").threshold
+    pred = mask_rule(model)(probs) > 0  # its threshold and post-processing
     dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
     per_image = {row.split(",")[1]: float(row.split(",")[3]) for row in
                  (BUNDLED_RUN / "test-figshare-png" / "per_image.csv").read_text().splitlines()[1:]}
@@ -77,6 +83,7 @@ def test_readme_states_the_measured_test_numbers():
     # ... measured as the model is used by default: its stored threshold and TTA choice
     meta = read_model_meta(BUNDLED_RUN / "model.keras")
     assert metrics["threshold"] == meta.threshold and metrics["tta"] == meta.tta
+    assert (metrics["keep_largest"], metrics["fallback"]) == (meta.keep_largest, meta.fallback)
 
 
 #: Options of a documented command that name files of the writer's machine, not the recipe.

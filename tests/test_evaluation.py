@@ -144,6 +144,30 @@ def test_tta_is_chosen_only_when_it_scores_higher_on_validation():
     assert not tta and threshold == 0.5  # a tie keeps one forward pass
 
 
+def test_postprocessing_is_chosen_only_when_it_scores_higher_and_ties_go_to_the_cautious():
+    from unet_keras.postprocess import PostProcess
+    from unet_keras.scoring import choose_postprocess
+
+    truth = np.zeros((16, 16), np.uint8)
+    truth[2:6, 2:6] = 1
+    speck = np.where(truth == 1, 0.9, 0.0).astype(np.float32)
+    speck[12, 12] = 0.9  # a false 1-pixel region: keep-largest drops it
+    faint = np.where(truth == 1, 0.25, 0.0).astype(np.float32)  # all under the threshold
+    rule, curve = choose_postprocess([truth, truth], [speck, faint], threshold=0.5)
+    # by hand: plain = (2*16/33 + 0) / 2; largest = (1 + 0) / 2; fallback >= 0.3 misses the
+    # faint slice (peak 0.25), fallback 0.1 or 0.2 finds it all: (x + 1) / 2
+    assert curve["keep_largest=False, fallback=0.00"] == pytest.approx(16 / 33)
+    assert curve["keep_largest=True, fallback=0.00"] == pytest.approx(0.5)
+    assert curve["keep_largest=False, fallback=0.30"] == pytest.approx(16 / 33)
+    assert curve["keep_largest=True, fallback=0.20"] == pytest.approx(1.0)
+    assert "keep_largest=False, fallback=0.50" not in curve  # never acts at threshold 0.5
+    # 0.1 and 0.2 tie at 1.0: the higher one acts on fewer slices
+    assert rule == PostProcess(threshold=0.5, keep_largest=True, fallback=0.2)
+    clean = np.where(truth == 1, 0.9, 0.0).astype(np.float32)
+    rule, _ = choose_postprocess([truth], [clean], threshold=0.5)
+    assert rule == PostProcess(threshold=0.5)  # nothing to gain: nothing chosen
+
+
 def test_to_native_resizes_probabilities_back_to_each_slice():
     from unet_keras.data.slices import make_slice
     from unet_keras.scoring import to_native

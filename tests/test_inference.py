@@ -230,3 +230,41 @@ def test_a_model_file_s_flip_tta_choice_is_used_unless_overridden(tmp_path):
     (_, p, _), = segment_images(model, [image], tta=False)
     np.testing.assert_allclose(p, forward(x)[0], atol=1e-5)
     assert np.abs(flips - forward(x)).max() > 1e-4  # the two differ, so the checks can fail
+
+
+def test_a_model_file_s_postprocessing_is_used_unless_switched_off(tmp_path):
+    from scipy import ndimage
+
+    from unet_keras.inference import load_model, mask_rule
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+    from unet_keras.postprocess import PostProcess
+    from unet_keras.predict_files import segment_images
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    path = tmp_path / "m.keras"
+    build_unet(arch).save(path)
+    assert mask_rule(load_model(path)) == PostProcess()  # no metadata: a 0.5 threshold
+    image = np.random.default_rng(2).random((32, 32), dtype=np.float32)
+    (_, probs, _), = segment_images(load_model(path), [image])
+    # a threshold above every probability, so only the fallback can find something
+    high = float(probs.max()) + 1e-3
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=high, fallback=0.1))
+    model = load_model(path)
+    (_, p, mask), = segment_images(model, [image])
+    labels, _ = ndimage.label(p >= p.max() / 2, structure=np.ones((3, 3)))
+    peak = np.unravel_index(np.argmax(p), p.shape)
+    expected = (labels == labels[peak]).astype(np.uint8)
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(mask, expected)
+    (_, _, plain), = segment_images(model, [image], postprocess=False)
+    assert plain.sum() == 0  # the threshold alone
+    # keep-largest at a threshold that leaves several regions
+    t = float(np.quantile(probs, 0.7))
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=t, keep_largest=True))
+    (_, p, mask), = segment_images(load_model(path), [image])
+    labels, n = ndimage.label(p >= t, structure=np.ones((3, 3)))
+    assert n > 1
+    sizes = np.bincount(labels.ravel())[1:]
+    np.testing.assert_array_equal(mask, np.isin(labels, 1 + np.flatnonzero(sizes == sizes.max())))
+    (_, _, mask), = segment_images(load_model(path), [image], threshold=0.9999)
+    assert mask.sum() == 0  # --threshold overrides the stored cut; post-processing stays

@@ -28,6 +28,10 @@ def test_meta_round_trips_and_the_model_still_loads(tmp_path):
     assert read_model_meta(path).threshold == 0.6
     write_model_meta(path, meta.replace(tta=True, tta_source="validation"))
     assert read_model_meta(path).tta is True and read_model_meta(path).threshold == 0.35
+    write_model_meta(path, meta.replace(keep_largest=True, fallback=0.3,
+                                        postprocess_source="validation"))
+    back = read_model_meta(path)
+    assert back.keep_largest is True and back.fallback == 0.3 and back.tta is False
     assert zipfile.ZipFile(path).namelist().count(MEMBER) == 1
     loaded = keras.models.load_model(path, safe_mode=True)
     x = np.random.default_rng(0).random((1, 16, 16, 1), dtype=np.float32)
@@ -42,6 +46,11 @@ def test_meta_rejects_impossible_values(tmp_path):
         ModelMeta(arch={}, image_size=0)
     with pytest.raises(ValueError, match="tta"):
         ModelMeta(arch={}, tta="yes")
+    with pytest.raises(ValueError, match="keep_largest"):
+        ModelMeta(arch={}, keep_largest=1)
+    for bad_fallback in (-0.1, 1.0, "0.3", True):
+        with pytest.raises(ValueError, match="fallback"):
+            ModelMeta(arch={}, fallback=bad_fallback)
     bad = tmp_path / "bad.keras"
     with zipfile.ZipFile(bad, "w") as z:
         z.writestr(MEMBER, "{not json")
@@ -54,13 +63,14 @@ def test_meta_rejects_impossible_values(tmp_path):
         read_model_meta(wrong)
 
 
-def test_metadata_written_before_tta_existed_reads_as_no_tta(tmp_path):
+def test_metadata_written_before_tta_existed_reads_as_no_tta_and_no_postprocessing(tmp_path):
     old = tmp_path / "old.keras"
     with zipfile.ZipFile(old, "w") as z:  # what versions before the tta field wrote
         z.writestr(MEMBER, json.dumps({"arch": {}, "image_size": 256, "threshold": 0.55,
                                        "threshold_source": "validation split"}))
     meta = read_model_meta(old)
     assert meta.threshold == 0.55 and meta.tta is False and meta.tta_source == "default"
+    assert meta.keep_largest is False and meta.fallback == 0.0  # nor post-processing
 
 
 def test_the_model_carries_its_arch_config_through_a_file(tmp_path):

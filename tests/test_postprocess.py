@@ -33,3 +33,27 @@ def test_steps_are_cumulative_and_batch_apply():
     sums = [step.apply(probs).sum(axis=(1, 2)).tolist()
             for step in cumulative_steps(min_size=3).values()]
     assert sums == [[380, 0], [405, 0], [404, 0], [400, 0]]
+
+
+def test_fallback_keeps_the_region_around_the_most_probable_pixel_only_when_nothing_passes():
+    probs = np.zeros((20, 20), np.float32)
+    probs[2:6, 2:6] = 0.30           # a 4x4 region, its peak ...
+    probs[3, 3] = 0.32               # ... here, all of it >= 0.32 / 2
+    probs[12:14, 12:14] = 0.15       # 4 pixels under half the peak: not part of the guess
+    probs[8, 15] = 0.20              # separate from the peak: not part of the guess
+    assert PostProcess(threshold=0.35)(probs).sum() == 0               # off: an empty mask
+    guess = PostProcess(threshold=0.35, fallback=0.3)(probs)
+    expected = np.zeros_like(guess)
+    expected[2:6, 2:6] = 1
+    np.testing.assert_array_equal(guess, expected)
+    assert PostProcess(threshold=0.35, fallback=0.4)(probs).sum() == 0  # peak under 0.4
+    # a slice with something above the threshold is left as the threshold makes it
+    probs[17, 17] = 0.9
+    assert PostProcess(threshold=0.35, fallback=0.1)(probs).sum() == 1
+    assert PostProcess(threshold=0.35, fallback=0.1)(np.zeros((4, 4), np.float32)).sum() == 0
+
+
+def test_describe_names_each_step():
+    assert PostProcess().describe() == "no post-processing"
+    words = PostProcess(keep_largest=True, fallback=0.3).describe()
+    assert "largest region" in words and "0.30" in words

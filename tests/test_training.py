@@ -148,6 +148,15 @@ def test_evaluate_cli_outputs_recompute_from_saved_masks(trained_run: Path):
             ((False, "val_dice_by_threshold"), (True, "val_dice_by_threshold_tta"))}
     assert chosen["tta"] == (best[True] > best[False])
     assert metrics["test"]["tta"] == chosen["tta"]
+    # ... and so is the post-processing: the best on the validation split, ties to the
+    # cautious (no keep-largest, no fallback, a higher fallback)
+    curve = chosen["val_dice_by_postprocess"]
+    key = f"keep_largest={chosen['keep_largest']}, fallback={chosen['fallback']:.2f}"
+    assert curve[key] == max(curve.values())
+    assert curve[key] > curve["keep_largest=False, fallback=0.00"] or (
+        not chosen["keep_largest"] and chosen["fallback"] == 0.0)
+    assert (metrics["test"]["keep_largest"], metrics["test"]["fallback"]) == (
+        chosen["keep_largest"], chosen["fallback"])
     # --resolution model scores at the model's 32x32 working size
     out = trained_run / "at-model-size"
     flag = "--no-tta" if chosen["tta"] else "--tta"  # the other way round from the stored one
@@ -294,6 +303,8 @@ def test_patch_training_with_a_step_budget_stores_size_threshold_and_lineage(
     chosen = json.loads((run / "threshold.json").read_text())
     assert meta.image_size == 32 and meta.threshold == chosen["threshold"]
     assert meta.tta == chosen["tta"] and "validation" in meta.tta_source
+    assert (meta.keep_largest, meta.fallback) == (chosen["keep_largest"], chosen["fallback"])
+    assert "validation" in meta.postprocess_source
     assert meta.arch["input_shape"] == [None, None, 3]  # size-free: trained on patches
     import keras
 

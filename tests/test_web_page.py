@@ -308,3 +308,33 @@ def test_the_page_uses_the_model_s_own_flip_tta_choice(tmp_path):
         assert (probs >= 0.5 + 1e-4).sum() <= area <= (probs >= 0.5 - 1e-4).sum()
         areas[tta] = area
     assert abs(areas[None] - areas[False]) > 10  # TTA changed the mask: the check can fail
+
+
+def test_the_page_uses_the_model_s_own_postprocessing(tmp_path):
+    from scipy import ndimage
+
+    from unet_keras.data.preprocess import preprocess_image
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    path = tmp_path / "run" / "model.keras"
+    path.parent.mkdir()
+    model = build_unet(arch)
+    model.save(path)
+    image = (np.random.default_rng(3).random((32, 32)) * 255).astype(np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    probs = np.asarray(model.predict_on_batch(
+        preprocess_image(image, image_size=None, channels=1)[None]))[0, ..., 0]
+    t = float(np.quantile(probs, 0.7))  # several regions at this cut
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=t, keep_largest=True))
+    labels, n = ndimage.label(probs >= t, structure=np.ones((3, 3)))
+    sizes = np.sort(np.bincount(labels.ravel())[1:])
+    assert n > 1 and sizes[-1] > sizes[-2] + 2  # so the two masks below differ for sure
+    for postprocess, area in ((None, sizes[-1]), (False, sizes.sum())):
+        with TestClient(create_app(path, postprocess=postprocess)) as c:
+            info = c.get("/api/model").json()
+            out = c.post("/api/segment", files={"file": ("s.png", io.BytesIO(png))}).json()
+        assert info["keep_largest"] is (postprocess is None) and info["fallback"] == 0.0
+        assert ("largest region" in out["postprocess"]) is (postprocess is None)
+        # the served copy folds batch norm: allow a pixel or two at the cut
+        assert abs(out["tumor_area_px"] - area) <= 2

@@ -33,9 +33,9 @@ from unet_keras.atomic import write_text_atomic
 from unet_keras.config import DEFAULT_IMAGE_SIZE, TrainConfig, run_config
 from unet_keras.data.preprocess import preprocess_image
 from unet_keras.data.splits import load_split_data
-from unet_keras.inference import decision_threshold, default_tta, load_model, model_meta
+from unet_keras.inference import default_tta, load_model, mask_rule, model_meta
 from unet_keras.metrics import dice_global, iou_global
-from unet_keras.postprocess import cumulative_steps
+from unet_keras.postprocess import PostProcess, cumulative_steps
 from unet_keras.scoring import (
     MISS_DICE,
     calibrate_model,
@@ -143,25 +143,39 @@ def working_size(model: keras.Model, fallback: int) -> int:
 
 
 def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images: np.ndarray,
-                   masks: np.ndarray, threshold: float = 0.5, resolution: str = "native",
-                   tta: bool = False, min_size: int = 64, progress: bool = False,
-                   desc: str = "predicting") -> tuple[dict, dict, list, list]:
-    """Score one split with and without post-processing (``progress``, ``desc``: see
+                   masks: np.ndarray, rule: PostProcess | None = None,
+                   resolution: str = "native", tta: bool = False, min_size: int = 64,
+                   progress: bool = False, desc: str = "predicting"
+                   ) -> tuple[dict, dict, list, list]:
+    """Score one split's masks made by ``rule`` (threshold and post-processing; default a
+    plain 0.5 threshold), and the alternatives (``progress``, ``desc``: see
     :func:`split_probabilities`).
 
-    Returns ``(metrics, per_image, truth, pred)``: ``metrics`` has the Table-1 numbers at
-    ``threshold`` (per image, pooled, per patient, median, share of misses), Dice by tumour
-    size, the same numbers' Dice at 0.5 when ``threshold`` differs, and ``"postprocess"``:
-    Dice (per-image mean and pooled) after each cumulative post-processing step;
-    ``per_image`` is :func:`per_image_scores`; ``truth`` and ``pred`` the binary masks.
+    Returns ``(metrics, per_image, truth, pred)``: ``metrics`` has the Table-1 numbers of
+    ``rule``'s masks (per image, pooled, per patient, median, share of misses), Dice by tumour
+    size, the threshold and post-processing used, the same numbers' Dice at 0.5 when the
+    threshold differs (``"at_0.5"``) and at the threshold alone when ``rule`` post-processes
+    (``"threshold_only"``), and ``"postprocess"``: Dice (per-image mean and pooled) after
+    each cumulative post-processing step at the threshold; ``per_image`` is
+    :func:`per_image_scores`; ``truth`` and ``pred`` the binary masks.
     """
+    rule = rule or PostProcess()
+    threshold = rule.threshold
     truth, probs = split_probabilities(model, slices, images, masks, resolution, tta,
                                        progress, desc)
-    pred = [(p >= threshold).astype(np.uint8) for p in probs]
+    plain = [(p >= threshold).astype(np.uint8) for p in probs]
+    pred = plain if rule == PostProcess(threshold=threshold) else [rule(p) for p in probs]
     per_image = per_image_scores(truth, pred)
     metrics = score_split(truth, pred, [s.patient_id for s in slices], per_image)
     metrics["by_size"] = dice_by_size(truth, per_image["dice"])
     metrics["threshold"] = threshold
+    metrics["keep_largest"] = rule.keep_largest
+    metrics["fallback"] = rule.fallback
+    if pred is not plain:
+        metrics["threshold_only"] = {
+            "dice": float(per_image_scores(truth, plain)["dice"].mean()),
+            "dice_global": dice_global(_stack(truth), _stack(plain)),
+            "miss_rate": float(np.mean(per_image_scores(truth, plain)["dice"] < MISS_DICE))}
     if threshold != 0.5:
         at_half = [(p >= 0.5).astype(np.uint8) for p in probs]
         metrics["at_0.5"] = {"dice": float(per_image_scores(truth, at_half)["dice"].mean()),
@@ -169,7 +183,7 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     metrics["postprocess"] = {}
     for name, step in cumulative_steps(min_size).items():
         step = dataclasses.replace(step, threshold=threshold)
-        refined = pred if name == "threshold" else [step(p) for p in probs]
+        refined = plain if name == "threshold" else [step(p) for p in probs]
         metrics["postprocess"][name] = {
             "dice": float(per_image_scores(truth, refined)["dice"].mean()),
             "dice_global": dice_global(_stack(truth), _stack(refined))}
@@ -183,18 +197,19 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
              tta: bool | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
              save_masks: bool = False,
              min_size: int = 64, resolution: str = "native", threshold: float | None = None,
-             log=print, progress: bool = False) -> dict:
+             postprocess: bool | None = None, log=print, progress: bool = False) -> dict:
     """Evaluate a run (its config and split) or a model on a data folder (split ``all``).
 
     Slices are scored at ``resolution`` (:data:`RESOLUTIONS`; default ``native``: each at its
-    own size) with the decision ``threshold`` and flip ``tta`` (default: those stored in the
-    model file, chosen on its validation split, see :mod:`unet_keras.model_meta`; else 0.5 and
-    no TTA). Writes into ``output`` (default: the run dir, or
-    ``<model dir>/eval``): ``metrics.json``, ``table1.md``, ``per_image.csv``,
-    ``examples_<split>.png`` (best, median, worst), ``dice_hist_<split>.png``,
-    ``dice_by_size_<split>.png`` and, with ``save_masks``, ``masks/<split>/<id>.png`` (0/255 at
-    the evaluated resolution). With ``progress``, tqdm bars over the files read and the slices
-    of each split go to stderr when that is a terminal. Returns the metrics dict.
+    own size) with the decision ``threshold``, flip ``tta`` and ``postprocess`` (default: those
+    stored in the model file, chosen on its validation split, see :mod:`unet_keras.model_meta`;
+    else 0.5, no TTA, no post-processing; ``postprocess=False``: the threshold alone). Writes
+    into ``output`` (default: the run dir, or ``<model dir>/eval``): ``metrics.json``,
+    ``table1.md``, ``per_image.csv``, ``examples_<split>.png`` (best, median, worst),
+    ``dice_hist_<split>.png``, ``dice_by_size_<split>.png`` and, with ``save_masks``,
+    ``masks/<split>/<id>.png`` (0/255 at the evaluated resolution). With ``progress``, tqdm
+    bars over the files read and the slices of each split go to stderr when that is a
+    terminal. Returns the metrics dict.
     """
     from unet_keras import viz
 
@@ -219,8 +234,7 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         split = {"all": list(range(len(slices)))}
         arrays = {"all": data_lib.load_arrays(slices, image_size, channels)}
         output = Path(output) if output else Path(model_path).parent / "eval"
-    if threshold is None:
-        threshold = decision_threshold(model)
+    rule = mask_rule(model, threshold, postprocess)
     if tta is None:
         tta = default_tta(model)
     output.mkdir(parents=True, exist_ok=True)
@@ -229,7 +243,7 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
     for name, (images, masks) in arrays.items():
         chosen = [slices[i] for i in split[name]]
         metrics, per_image, truth, pred = evaluate_split(
-            model, chosen, images, masks, threshold, resolution, tta, min_size, progress,
+            model, chosen, images, masks, rule, resolution, tta, min_size, progress,
             f"{name} split")
         results[name] = metrics
         dice = per_image["dice"]
@@ -254,7 +268,8 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
             for s, m in zip(chosen, pred, strict=True):
                 write_png(output / "masks" / name / f"{s.id}.png", m * 255)
         log(f"{name}: {len(truth)} images at {resolution} resolution, threshold "
-            f"{threshold:.2f}: Dice {metrics['dice']['mean']:.4f}±{metrics['dice']['std']:.4f} "
+            f"{rule.threshold:.2f}{', flip TTA' if tta else ''}, {rule.describe()}: Dice "
+            f"{metrics['dice']['mean']:.4f}±{metrics['dice']['std']:.4f} "
             f"(median {metrics['dice_median']:.4f}, pooled {metrics['dice_global']:.4f}, misses "
             f"{100 * metrics['miss_rate']:.1f}%: {_miss_words(metrics['misses'])}), IoU "
             f"{metrics['iou']['mean']:.4f}, accuracy {metrics['accuracy']['mean']:.4f}")
@@ -271,9 +286,9 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
     return results
 
 
-def calibrate_run(run_dir: str | os.PathLike, log=print) -> tuple[float, bool]:
+def calibrate_run(run_dir: str | os.PathLike, log=print) -> tuple[PostProcess, bool]:
     """:func:`calibrate_model` of a run's ``model.keras`` on its validation split: the
-    threshold and whether flip TTA is used, both stored in the file."""
+    threshold, whether flip TTA is used and the post-processing, all stored in the file."""
     run_dir = Path(run_dir)
     cfg, record = _run_config(run_dir)
     cfg = cfg.replace(data=record.get("data_source") or cfg.data)
@@ -325,6 +340,21 @@ def _pct(share: float | None, digits: int = 0) -> str:
     return "–" if share is None else f"{100 * share:.{digits}f}%"
 
 
+def _postprocess_words(results: dict) -> str:
+    """``", then largest region, fallback 0.30 (threshold alone: per-image 0.754, …)"``, or ``""``
+    for masks made by the threshold alone."""
+    first = next(iter(results.values()), {})
+    rule = PostProcess(keep_largest=first.get("keep_largest", False),
+                       fallback=first.get("fallback", 0.0))
+    if rule == PostProcess():
+        return ""
+    alone = "; ".join(f"{split} per-image {m['threshold_only']['dice']:.3f}, pooled "
+                      f"{m['threshold_only']['dice_global']:.3f}, misses "
+                      f"{_pct(m['threshold_only']['miss_rate'], 1)}"
+                      for split, m in results.items() if "threshold_only" in m)
+    return f", then {rule.describe()}" + (f" (threshold alone: {alone})" if alone else "")
+
+
 def table1_markdown(results: dict, title: str = "Table 1") -> str:
     """Markdown laid out like the paper's Table 1, its numbers in adjacent columns; then, when
     the results have them, Dice by tumour size and the post-processing steps."""
@@ -334,7 +364,7 @@ def table1_markdown(results: dict, title: str = "Table 1") -> str:
         how = (f" Scored at {first['resolution']} resolution"
                + (" (each slice at its own size)" if first["resolution"] == "native" else "")
                + f", threshold {first.get('threshold', 0.5):.2f}"
-               + (", flip TTA" if first.get("tta") else "") + ".")
+               + (", flip TTA" if first.get("tta") else "") + _postprocess_words(results) + ".")
     lines = [
         f"## {title}: Dice, IoU and accuracy",
         "",

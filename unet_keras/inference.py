@@ -25,6 +25,7 @@ from unet_keras.atomic import atomic_path
 from unet_keras.batchnorm import fold_batchnorm
 from unet_keras.model import arch_config_of, build_unet
 from unet_keras.model_meta import DEFAULT_THRESHOLD, ModelMeta, read_model_meta, write_model_meta
+from unet_keras.postprocess import PostProcess
 
 #: The bundled trained model (``saved_models/sample``), used when no model is given.
 BUNDLED_RUN = Path(__file__).resolve().parent.parent / "saved_models" / "sample"
@@ -127,6 +128,21 @@ def default_tta(model: keras.Model) -> bool:
     with it (made on its validation split together with the threshold), else no."""
     meta = model_meta(model)
     return bool(meta.tta) if meta is not None else False
+
+
+def mask_rule(model: keras.Model, threshold: float | None = None,
+              postprocess: bool | None = None) -> PostProcess:
+    """How ``model``'s probabilities become a mask: its threshold (:func:`decision_threshold`,
+    or ``threshold``) and the post-processing stored with it (keep the largest region, a best
+    guess where nothing reaches the threshold; chosen on its validation split). ``postprocess``
+    ``False``: the threshold alone; ``None`` or ``True``: the stored choice (none for models
+    that store none)."""
+    meta = model_meta(model)
+    threshold = decision_threshold(model) if threshold is None else float(threshold)
+    if meta is None or postprocess is False:
+        return PostProcess(threshold=threshold)
+    return PostProcess(threshold=threshold, keep_largest=meta.keep_largest,
+                       fallback=meta.fallback)
 
 
 #: ``precision`` argument -> Keras dtype policy. ``bfloat16`` computes in bfloat16 with float32

@@ -13,11 +13,16 @@ says how to use it:
   0.5 by default);
 * ``tta``: whether its probabilities are the mean over flips (test-time augmentation), chosen
   on the validation split with the threshold, or off by default; ``threshold`` was chosen for
-  that way of predicting.
+  that way of predicting;
+* ``keep_largest`` and ``fallback``: the post-processing of its masks (see
+  :class:`~unet_keras.postprocess.PostProcess`: keep only the largest region; a best guess
+  where nothing reaches the threshold, 0 = off), chosen on the validation split after the
+  threshold and TTA, or none by default.
 
 Files written before this existed have no such member; :func:`read_model_meta` then returns
 ``None`` and callers fall back to the model's input shape, 0.5 and no TTA. Files written before
-``tta`` existed read as ``tta=False``.
+``tta`` existed read as ``tta=False``, and those written before the post-processing fields
+as no post-processing.
 """
 
 from __future__ import annotations
@@ -43,10 +48,17 @@ class ModelMeta:
     threshold_source: str = "default"
     tta: bool = False
     tta_source: str = "default"
+    keep_largest: bool = False
+    fallback: float = 0.0
+    postprocess_source: str = "default"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tta, bool):
-            raise ValueError(f"tta must be true or false, got {self.tta!r}")
+        for name in ("tta", "keep_largest"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if (isinstance(self.fallback, bool) or not isinstance(self.fallback, (int, float))
+                or not 0.0 <= self.fallback < 1.0):
+            raise ValueError(f"fallback must be a probability in [0, 1), got {self.fallback!r}")
         if not 0.0 < float(self.threshold) < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         if self.image_size is not None and int(self.image_size) < 1:

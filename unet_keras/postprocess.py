@@ -2,7 +2,13 @@
 
 Steps, applied in this order (each optional except the threshold):
 
-1. ``threshold``: probabilities ``>= threshold`` become tumor.
+1. ``threshold``: probabilities ``>= threshold`` become tumor. With ``fallback`` (a
+   probability, 0 = off), a slice where no pixel reaches the threshold but the most probable
+   one reaches ``fallback`` gets the model's best guess instead of an empty mask: the
+   connected region of probabilities ``>= max / 2`` around that pixel. For data where every
+   slice shows a tumour (Figshare); on data with tumour-free slices it turns some correct
+   empty masks into false alarms, so it is chosen on a validation split (see
+   :func:`unet_keras.scoring.choose_postprocess`).
 2. ``fill_holes``: ``ndimage.binary_fill_holes``.
 3. ``min_size``: connected components (8-connectivity) under ``min_size`` pixels are dropped.
 4. ``keep_largest``: only the largest component is kept.
@@ -26,10 +32,15 @@ class PostProcess:
     fill_holes: bool = False
     min_size: int = 0
     keep_largest: bool = False
+    fallback: float = 0.0
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         """``(H, W)`` probabilities -> ``(H, W)`` uint8 0/1 mask."""
-        mask = np.asarray(probs) >= self.threshold
+        probs = np.asarray(probs)
+        mask = probs >= self.threshold
+        if self.fallback > 0 and probs.size and not mask.any() and probs.max() >= self.fallback:
+            labels, _ = ndimage.label(probs >= probs.max() / 2, structure=EIGHT)
+            mask = labels == labels.flat[int(np.argmax(probs))]
         if self.fill_holes:
             mask = ndimage.binary_fill_holes(mask)
         if self.min_size > 0 or self.keep_largest:
@@ -41,6 +52,15 @@ class PostProcess:
                     keep &= sizes == sizes.max()
                 mask = np.isin(labels, np.flatnonzero(keep) + 1)
         return mask.astype(np.uint8)
+
+    def describe(self) -> str:
+        """The steps beyond the threshold in words, e.g. ``"largest region kept"``."""
+        steps = (["holes filled"] * self.fill_holes
+                 + [f"regions under {self.min_size} px dropped"] * (self.min_size > 0)
+                 + ["largest region kept"] * self.keep_largest
+                 + [f"a best guess where nothing reaches the threshold (if a pixel reaches "
+                    f"{self.fallback:.2f})"] * (self.fallback > 0))
+        return ", ".join(steps) or "no post-processing"
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
         """Batch version: ``(N, H, W)`` -> ``(N, H, W)`` uint8."""

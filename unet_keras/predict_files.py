@@ -24,10 +24,10 @@ from tqdm import tqdm
 from unet_keras.data import read_image_file
 from unet_keras.data.preprocess import preprocess_image
 from unet_keras.inference import (
-    decision_threshold,
     default_tta,
     inference_model,
     load_unet,
+    mask_rule,
     predict_any_size,
 )
 from unet_keras.viz import overlay, write_png
@@ -87,16 +87,18 @@ def plan_outputs(files: Sequence[Path], output: Path,
 
 def segment_images(model: keras.Model, images: Sequence[np.ndarray],
                    threshold: float | None = None, tta: bool | None = None,
-                   batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                   batch_size: int = 8, postprocess: bool | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Raw slices (any sizes, dtypes, 1 or 3 channels) -> per slice ``(x, probs, mask)``.
 
     ``x``: the preprocessed image ``(H, W, C)`` in [0, 1]; ``probs``: ``(H, W)`` float32;
     ``mask``: ``(H, W)`` uint8 0/1, all at that slice's own H, W. Slices of equal size go
-    through the model together, ``batch_size`` per forward pass. ``threshold`` and ``tta``
-    (flip test-time augmentation): default the model's own
-    (:func:`~unet_keras.inference.decision_threshold`, :func:`~unet_keras.inference.default_tta`).
+    through the model together, ``batch_size`` per forward pass. ``threshold``, ``tta`` (flip
+    test-time augmentation) and ``postprocess``: default the model's own
+    (:func:`~unet_keras.inference.mask_rule`, :func:`~unet_keras.inference.default_tta`);
+    ``postprocess=False`` makes the masks by the threshold alone.
     """
-    threshold = decision_threshold(model) if threshold is None else threshold
+    rule = mask_rule(model, threshold, postprocess)
     tta = default_tta(model) if tta is None else tta
     channels = model.input_shape[-1]
     xs = [preprocess_image(image, image_size=None, channels=channels) for image in images]
@@ -108,12 +110,12 @@ def segment_images(model: keras.Model, images: Sequence[np.ndarray],
         batch = predict_any_size(model, np.stack([xs[i] for i in indices]), batch_size, tta)
         for i, p in zip(indices, batch, strict=True):
             probs[i] = p
-    return [(x, p, (p >= threshold).astype(np.uint8)) for x, p in zip(xs, probs, strict=True)]
+    return [(x, p, rule(p)) for x, p in zip(xs, probs, strict=True)]
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
                   threshold: float | None = None, tta: bool | None = None,
-                  precision: str = "float32",
+                  postprocess: bool | None = None, precision: str = "float32",
                   jit_compile: bool = False, batch_size: int = 8,
                   relative: Sequence[str | os.PathLike] | None = None,
                   overwrite: bool = False, progress: bool = False) -> Iterator[dict]:
@@ -138,7 +140,7 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
 
     def flush() -> Iterator[dict]:
         results = segment_images(model, [image for _, image, _ in pending], threshold, tta,
-                                 batch_size)
+                                 batch_size, postprocess)
         done = [_write_outputs(f, x, mask, paths)
                 for (f, _, paths), (x, _, mask) in zip(pending, results, strict=True)]
         pending.clear()

@@ -5,9 +5,9 @@ The part of evaluation that training needs too: :func:`split_probabilities` pred
 to each slice's own size (:func:`to_native`) or keeps the model's working size
 (:data:`RESOLUTIONS`); :func:`per_image_scores` scores binary masks image by image;
 :func:`calibrate_model` chooses the threshold of the best mean per-image Dice on the
-validation split (:func:`choose_threshold`), and whether flip TTA pays, and stores both with
-the model. The report built
-on these (Table 1, figures, per-patient views) is :mod:`unet_keras.evaluation`.
+validation split (:func:`choose_threshold`), whether flip TTA pays, and then which
+post-processing pays (:func:`choose_postprocess`), and stores all three with the model. The
+report built on these (Table 1, figures, per-patient views) is :mod:`unet_keras.evaluation`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from unet_keras.inference import load_model, mean_over_flips, model_meta, predic
 from unet_keras.metrics import accuracy_per_image, dice_per_image, iou_per_image
 from unet_keras.model import arch_config_of
 from unet_keras.model_meta import ModelMeta, write_model_meta
+from unet_keras.postprocess import PostProcess
 
 #: How slices are scored: ``native`` = probabilities resized back to each slice's own size and
 #: compared with its original mask (what a user of ``unet-predict`` or the page sees);
@@ -41,6 +42,9 @@ PROGRESS_CHUNK = 32
 MISS_DICE = 0.1
 #: Thresholds tried when choosing the decision threshold on the validation split.
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
+#: ``fallback`` values tried by :func:`choose_postprocess` (those below the threshold: a
+#: fallback at or above it never acts).
+FALLBACKS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 
@@ -120,24 +124,51 @@ def choose_threshold_and_tta(truths: Sequence[np.ndarray], plain: Sequence[np.nd
     return (t_tta if tta else t_plain), tta, {False: c_plain, True: c_tta}
 
 
+def choose_postprocess(truths: Sequence[np.ndarray], probs: Sequence[np.ndarray],
+                       threshold: float) -> tuple[PostProcess, dict[str, float]]:
+    """The post-processing of the highest mean per-image Dice at ``threshold``, and the mean
+    Dice of each candidate (keyed ``keep_largest=…, fallback=…``).
+
+    Candidates: keep only the largest region or not, times no fallback or each of
+    :data:`FALLBACKS` below ``threshold`` (see :class:`~unet_keras.postprocess.PostProcess`).
+    Ties go to the more cautious: no ``keep_largest`` before it, no fallback before one, and a
+    higher fallback before a lower one (it acts on fewer slices). So a candidate is chosen only
+    when it is strictly better on these slices than every more cautious one.
+    """
+    candidates = [PostProcess(threshold=threshold, keep_largest=k, fallback=f)
+                  for k in (False, True)
+                  for f in (0.0, *(f for f in FALLBACKS if f < threshold))]
+    curve = {}
+    for rule in candidates:
+        key = f"keep_largest={rule.keep_largest}, fallback={rule.fallback:.2f}"
+        curve[key] = float(per_image_scores(truths, [rule(p) for p in probs])["dice"].mean())
+    best = max(candidates, key=lambda r: (
+        curve[f"keep_largest={r.keep_largest}, fallback={r.fallback:.2f}"],
+        not r.keep_largest, r.fallback == 0.0, r.fallback))
+    return best, curve
+
+
 def calibrate_model(model_path: str | os.PathLike, slices: Sequence[Slice],
                     images: np.ndarray, masks: np.ndarray, image_size: int | None = None,
-                    log=print) -> tuple[float, bool]:
+                    log=print) -> tuple[PostProcess, bool]:
     """Choose how the model predicts, on validation slices, and store it in the model file's
     metadata: the decision threshold (:func:`choose_threshold`, mean per-image Dice at each
     slice's own size) for plain predictions and for flip TTA, and flip TTA when its best mean
-    Dice is higher than the plain one's (strictly: ties keep one forward pass). Both curves go
-    to ``threshold.json`` beside the model file.
+    Dice is higher than the plain one's (strictly: ties keep one forward pass); then, for the
+    probabilities and threshold chosen, the post-processing (:func:`choose_postprocess`). The
+    curves go to ``threshold.json`` beside the model file.
 
     ``images``/``masks`` are the slices preprocessed at the model's working size
-    (``image_size``, recorded too when the file has no metadata yet). Returns the threshold and
-    whether TTA was chosen.
+    (``image_size``, recorded too when the file has no metadata yet). Returns the mask rule
+    (threshold and post-processing) and whether TTA was chosen.
     """
     model = load_model(model_path)
     plain = predict_split(model, images)
     flipped = mean_over_flips(model, images, plain)  # reuses the plain pass: 3 passes, not 4
-    threshold, tta, curves = choose_threshold_and_tta(
-        [s.mask for s in slices], to_native(plain, slices), to_native(flipped, slices))
+    truths, plain, flipped = ([s.mask for s in slices], to_native(plain, slices),
+                              to_native(flipped, slices))
+    threshold, tta, curves = choose_threshold_and_tta(truths, plain, flipped)
+    rule, pp_curve = choose_postprocess(truths, flipped if tta else plain, threshold)
     score = {mode: max(curves[mode].values()) for mode in (False, True)}
     source = (f"validation split ({len(slices)} slices): best mean per-image Dice at native "
               "resolution")
@@ -145,11 +176,18 @@ def calibrate_model(model_path: str | os.PathLike, slices: Sequence[Slice],
                                           image_size=image_size)
     write_model_meta(model_path, meta.replace(
         threshold=threshold, threshold_source=source, tta=tta,
-        tta_source=f"{source}: {score[True]:.4f} with flip TTA, {score[False]:.4f} without"))
+        tta_source=f"{source}: {score[True]:.4f} with flip TTA, {score[False]:.4f} without",
+        keep_largest=rule.keep_largest, fallback=rule.fallback,
+        postprocess_source=f"{source} after the threshold and TTA: {max(pp_curve.values()):.4f}"
+                           f" with it, {score[tta]:.4f} without"))
     write_text_atomic(Path(model_path).parent / "threshold.json", json.dumps(
-        {"threshold": threshold, "tta": tta, "val_dice_by_threshold": curves[False],
-         "val_dice_by_threshold_tta": curves[True]}, indent=2))
-    log(f"threshold {threshold:.2f}, flip TTA {'on' if tta else 'off'} (val per-image Dice "
-        f"{score[tta]:.4f}; best with TTA {score[True]:.4f}, without {score[False]:.4f}; "
-        f"without TTA at 0.50: {curves[False]['0.50']:.4f}) stored in {model_path}")
-    return threshold, tta
+        {"threshold": threshold, "tta": tta, "keep_largest": rule.keep_largest,
+         "fallback": rule.fallback, "val_dice_by_threshold": curves[False],
+         "val_dice_by_threshold_tta": curves[True], "val_dice_by_postprocess": pp_curve},
+        indent=2))
+    log(f"threshold {threshold:.2f}, flip TTA {'on' if tta else 'off'}, "
+        f"{rule.describe()} (val per-image Dice {max(pp_curve.values()):.4f}; "
+        f"before post-processing {score[tta]:.4f}; best with TTA {score[True]:.4f}, without "
+        f"{score[False]:.4f}; without TTA at 0.50: {curves[False]['0.50']:.4f}) stored in "
+        f"{model_path}")
+    return rule, tta

@@ -607,8 +607,9 @@ def fit(cfg: TrainConfig, model: keras.Model, train_ds: tf.data.Dataset,
 def export_models(cfg: TrainConfig, model: keras.Model, run: RunDir, data: RunData,
                   log: Log) -> None:
     """``last.keras`` (the last epoch) and ``model.keras`` (the best), float32, with their
-    :class:`~unet_keras.model_meta.ModelMeta`; the decision threshold and flip TTA chosen on
-    the validation split (slices in memory only) and the PyTorch twin ``model.pt``."""
+    :class:`~unet_keras.model_meta.ModelMeta`; the decision threshold, flip TTA and
+    post-processing chosen on the validation split (slices in memory only) and the PyTorch
+    twin ``model.pt``."""
     meta = ModelMeta(arch=cfg.arch.to_dict(), image_size=cfg.image_size)
     export_float32(model, cfg.arch, run.last, meta)
     if run.best_weights.exists():

@@ -16,6 +16,11 @@ EXIT_BAD_INPUT = 2
 TTA_HELP = ("average the probabilities over flips (test-time augmentation: 3 forward passes); "
             "default: the model's own choice, made on its validation split together with the "
             "threshold (off for models that store none)")
+#: Help of ``--postprocess/--no-postprocess`` (evaluate, predict, serve).
+POSTPROCESS_HELP = ("apply the post-processing stored with the model (keep the largest region; a "
+                    "best guess on slices where nothing reaches the threshold), chosen on its "
+                    "validation split after the threshold and TTA; default: yes (models that "
+                    "store none have none); --no-postprocess: the threshold alone")
 
 
 class _StatedDefaults(argparse.ArgumentDefaultsHelpFormatter):

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from unet_keras.cli.common import TTA_HELP, HelpFormatter, cli_errors, quiet_tensorflow
+from unet_keras.cli.common import (
+    POSTPROCESS_HELP,
+    TTA_HELP,
+    HelpFormatter,
+    cli_errors,
+    quiet_tensorflow,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation split and store both in its model.keras (training does "
                         "this for new runs)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
+    p.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
+                   help=POSTPROCESS_HELP)
     p.add_argument("--min-size", type=int, default=64,
                    help="post-processing: drop components smaller than this (pixels)")
     p.add_argument("--save-masks", action="store_true", help="write predicted masks as PNG")
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         model_path=args.model, run_dir=args.run, data=args.data, format=args.format,
         output=args.output, tta=args.tta, image_size=args.image_size,
         save_masks=args.save_masks, min_size=args.min_size, resolution=args.resolution,
-        threshold=args.threshold, progress=not args.quiet)
+        threshold=args.threshold, postprocess=args.postprocess, progress=not args.quiet)
     return 0
 
 

@@ -13,7 +13,14 @@ import argparse
 import sys
 from pathlib import Path, PurePath
 
-from unet_keras.cli.common import TTA_HELP, HelpFormatter, cli_errors, description, quiet_tensorflow
+from unet_keras.cli.common import (
+    POSTPROCESS_HELP,
+    TTA_HELP,
+    HelpFormatter,
+    cli_errors,
+    description,
+    quiet_tensorflow,
+)
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".mat"}
 
@@ -63,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability threshold (default: the model's own, chosen on its "
                         "validation split; 0.5 for older models)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
+    p.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
+                   help=POSTPROCESS_HELP)
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                    help="compute precision; bfloat16 is about 2x faster on CPUs with "
                         "AVX512_BF16 or AMX")
@@ -82,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for record in segment_files([f for f, _ in inputs], Path(args.output), model_path=args.model,
                                 threshold=args.threshold, tta=args.tta,
+                                postprocess=args.postprocess,
                                 precision=args.precision, jit_compile=args.xla,
                                 batch_size=args.batch_size,
                                 relative=[rel for _, rel in inputs], overwrite=args.overwrite,

@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unet_keras.cli.common import TTA_HELP, HelpFormatter, cli_errors, description, quiet_tensorflow
+from unet_keras.cli.common import (
+    POSTPROCESS_HELP,
+    TTA_HELP,
+    HelpFormatter,
+    cli_errors,
+    description,
+    quiet_tensorflow,
+)
 
 
 @cli_errors
@@ -23,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability threshold (default: the model's own, chosen on its "
                         "validation split; 0.5 for older models)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
+    p.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
+                   help=POSTPROCESS_HELP)
     p.add_argument("--max-upload-mb", type=float, default=20.0,
                    help="largest request body accepted (all files together), MB")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
@@ -44,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
                                 "pass --model <run directory or .keras file>")
 
     app = web_app.create_app(args.model, threshold=args.threshold, tta=args.tta,
+                             postprocess=args.postprocess,
                              max_upload_bytes=int(args.max_upload_mb * 2**20),
                              precision=args.precision, jit_compile=args.xla)
     print(f"unet-serve: model {app.state.model_path} (threshold {app.state.threshold:.2f}"
-          f"{', flip TTA' if app.state.tta else ''}); "
+          f"{', flip TTA' if app.state.tta else ''}, {app.state.rule.describe()}); "
           f"open http://{args.host}:{args.port}/",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

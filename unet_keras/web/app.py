@@ -40,10 +40,10 @@ from unet_keras.data import DataError, read_image_bytes, read_mask_bytes
 from unet_keras.data.preprocess import preprocess_image
 from unet_keras.inference import (
     BUNDLED_MODEL,
-    decision_threshold,
     default_tta,
     inference_model,
     load_unet,
+    mask_rule,
 )
 from unet_keras.model import arch_config_of
 from unet_keras.web.model_info import MODEL_CARD, model_card_text, run_dir_of, run_name, run_record
@@ -82,6 +82,8 @@ class SegmentOut(BaseModel):
     tumor_area_percent: float = Field(description="tumor pixels / all pixels * 100")
     threshold: float = Field(description="probability cut-off used for the mask")
     tta: bool = Field(description="whether the probabilities are the mean over flips")
+    postprocess: str = Field(description="what was done to the thresholded mask, in words "
+                             "(e.g. 'largest region'; 'no post-processing')")
     inference_ms: float = Field(description="time from queueing the slice to its probabilities")
 
 
@@ -117,6 +119,11 @@ class ModelOut(BaseModel):
     threshold: float
     tta: bool = Field(description="flip test-time augmentation: probabilities are the mean "
                       "over the slice and its two flips")
+    keep_largest: bool = Field(description="post-processing: only the largest region is kept")
+    fallback: float = Field(description="post-processing: where nothing reaches the threshold "
+                            "but the most probable pixel reaches this, the region around it "
+                            "(probabilities at least half its value) is the mask; 0 = off")
+    postprocess: str = Field(description="the post-processing in words")
     precision: str = Field(description="compute precision of the forward pass: float32 or "
                            "bfloat16")
     max_upload_bytes: int
@@ -144,7 +151,7 @@ def _multipart(fields: dict[str, str], required: list[str]) -> dict[str, Any]:
 
 
 def create_app(model_path: str | Path | None = None, *, threshold: float | None = None,
-               tta: bool | None = None,
+               tta: bool | None = None, postprocess: bool | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_side: int = DEFAULT_MAX_SIDE, max_batch: int = 8,
                precision: str = "float32", jit_compile: bool = False) -> FastAPI:
@@ -157,6 +164,9 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
             (chosen on its validation split), else 0.5.
         tta: average the probabilities over flips; default: the model's own choice (made on
             its validation split), else no.
+        postprocess: apply the post-processing stored with the model (keep the largest region,
+            a best guess where nothing reaches the threshold; chosen on its validation split);
+            default yes (none for models that store none); ``False``: the threshold alone.
         max_upload_bytes: request body limit (all files of a request together); past it, 413.
         max_side: largest accepted slice height or width in pixels; past it, 422.
         max_batch: most slices per forward pass (see :class:`Segmenter`).
@@ -165,7 +175,8 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
     """
     source = Path(model_path) if model_path is not None else BUNDLED_MODEL
     model = load_unet(source)
-    threshold = decision_threshold(model) if threshold is None else threshold
+    rule = mask_rule(model, threshold, postprocess)
+    threshold = rule.threshold
     tta = default_tta(model) if tta is None else tta
     channels = int(model.input_shape[-1])
     run_dir = run_dir_of(source)
@@ -176,6 +187,9 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
         parameters=model.count_params(),
         threshold=threshold,
         tta=tta,
+        keep_largest=rule.keep_largest,
+        fallback=rule.fallback,
+        postprocess=rule.describe(),
         precision=precision,
         max_upload_bytes=max_upload_bytes,
         max_side=max_side,
@@ -198,6 +212,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
     app.state.model_path = str(source.resolve())  # for the server's log, never sent
     app.state.threshold = threshold
     app.state.tta = tta
+    app.state.rule = rule
 
     @app.exception_handler(UploadError)
     async def upload_error(_: Request, exc: UploadError) -> JSONResponse:
@@ -258,7 +273,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
         start = time.perf_counter()
         probs = await probabilities(x)
         inference_ms = (time.perf_counter() - start) * 1e3
-        mask = (probs >= threshold).astype(np.uint8)
+        mask = rule(probs)
 
         def render() -> SegmentOut:
             area = int(mask.sum())
@@ -267,7 +282,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
                 image=png_data_url(to_uint8(x)), mask=png_data_url(mask * 255),
                 overlay=png_data_url(outlined_overlay(x, mask)), tumor_area_px=area,
                 tumor_area_percent=100.0 * area / mask.size, threshold=threshold, tta=tta,
-                inference_ms=inference_ms)
+                postprocess=rule.describe(), inference_ms=inference_ms)
 
         return await run_in_threadpool(render)
 
@@ -292,7 +307,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
             other = uploads["image"]
             x = await run_in_threadpool(decode_image, other)
             _check_same_size(truth, truth_upload, x, other)
-            pred = (await probabilities(x) >= threshold).astype(np.uint8)
+            pred = rule(await probabilities(x))
         else:
             other = uploads["prediction"]
             pred = await run_in_threadpool(decode_mask, other)

@@ -464,7 +464,8 @@ async function describeModel() {
       `Model “${info.run_name}”: U-Net, depth ${a.depth}, ${a.base_filters} base filters` +
       `${a.attention ? ", attention gates" : ""}, input ${shape}, ` +
       `${count(info.parameters)} parameters, threshold ${info.threshold}` +
-      `${info.tta ? ", flip TTA (mean over the slice and its two flips)" : ""}. ` +
+      `${info.tta ? ", flip TTA (mean over the slice and its two flips)" : ""}` +
+      `${info.postprocess === "no post-processing" ? "" : `, then ${info.postprocess}`}. ` +
       `Uploads up to ${(info.max_upload_bytes / 2 ** 20).toFixed(0)} MB.`;
     $("model-card-link").href = info.model_card_url;
     const colors = info.agreement_colors;
