@@ -113,6 +113,38 @@ def test_dice_by_size_bins_and_misses():
     assert dice_by_size(truth[:1], dice[:1])["1-2%"] == {"n": 0, "dice": None, "miss_rate": None}
 
 
+def test_tumour_contrast_by_hand():
+    from unet_keras.evaluation import tumour_contrast
+
+    image = np.zeros((100, 100), np.uint8)  # black background around a head ...
+    image[10:90, 10:90] = 100               # ... of grey level 100
+    mask = np.zeros((100, 100), np.uint8)
+    mask[40:50, 40:50] = 1
+    image[40:50, 40:50] = 150               # a bright tumour: 150 / 100
+    assert tumour_contrast(image, mask) == pytest.approx(1.5)
+    image[40:50, 40:50] = 50                # a dark one: 50 / 100
+    assert tumour_contrast(image, mask) == pytest.approx(0.5)
+    # at the edge of the head the ring leaves out the black background (3-pixel ring)
+    edge = np.zeros((100, 100), np.uint8)
+    edge[10:14, 40:50] = 1
+    image[10:14, 40:50] = 200
+    assert tumour_contrast(image, edge) == pytest.approx(2.0)
+    rgb = np.repeat(image[..., None], 3, axis=-1)  # channels are averaged
+    assert tumour_contrast(rgb, edge) == pytest.approx(2.0)
+    assert tumour_contrast(image, np.zeros_like(mask)) is None
+
+
+def test_dice_by_contrast_bins():
+    from unet_keras.evaluation import dice_by_contrast
+
+    bins = dice_by_contrast([0.5, 0.99, 1.0, 1.3, 2.0, None], np.array([0.0, 0.4, 0.6, 0.8, 0.9,
+                                                                        1.0]))
+    assert list(bins) == ["no tumour", "<1.0", "1.0-1.2", "1.2-1.5", ">=1.5"]
+    assert bins["<1.0"] == {"n": 2, "dice": pytest.approx(0.2), "miss_rate": 0.5}
+    assert bins["1.0-1.2"]["n"] == 1 and bins["1.2-1.5"]["dice"] == 0.8
+    assert bins["no tumour"] == {"n": 1, "dice": 1.0, "miss_rate": 0.0}
+
+
 def test_choose_threshold_finds_the_best_cut_and_prefers_0_5_on_ties():
     from unet_keras.scoring import choose_threshold
 

@@ -137,6 +137,13 @@ def test_evaluate_cli_outputs_recompute_from_saved_masks(trained_run: Path):
     np.testing.assert_allclose(metrics["test"]["dice"]["std"], np.std(dices), atol=1e-9)
     table = (trained_run / "table1.md").read_text()
     assert "Paper Dice" in table and "native resolution" in table and "tumour size" in table
+    assert "tumour contrast" in table
+    from unet_keras.evaluation import tumour_contrast
+
+    with (trained_run / "per_image.csv").open() as f:
+        row = next(r for r in csv.DictReader(f) if r["split"] == "test")
+    contrast = tumour_contrast(slices[row["id"]].image, slices[row["id"]].mask)
+    assert row["tumour_contrast"] == ("" if contrast is None else f"{contrast:.4f}")
     assert f"wrote {trained_run}" in proc.stdout
     for split in metrics:
         assert is_png(trained_run / f"dice_by_size_{split}.png")

@@ -55,6 +55,11 @@ PAPER_TABLE1 = {
 #: Tumour-size bins: share of the slice's pixels (at its own size) that are tumour.
 SIZE_BINS = (("<0.5%", 0.0, 0.005), ("0.5-1%", 0.005, 0.01), ("1-2%", 0.01, 0.02),
              ("2-5%", 0.02, 0.05), (">=5%", 0.05, 1.01))
+#: Tumour contrast bins (:func:`tumour_contrast`: mean grey level inside the mask over that of
+#: a ring around it). Under 1 the tumour is darker than its surroundings (cystic, necrotic or
+#: not enhancing); well above 1 it is an enhancing tumour.
+CONTRAST_BINS = (("<1.0", 0.0, 1.0), ("1.0-1.2", 1.0, 1.2), ("1.2-1.5", 1.2, 1.5),
+                 (">=1.5", 1.5, np.inf))
 
 
 def _mean_std(values: np.ndarray) -> dict[str, float]:
@@ -123,6 +128,43 @@ def dice_by_size(truth: Sequence[np.ndarray], dice: np.ndarray) -> dict[str, dic
     bins = {"empty": share == 0}
     for name, low, high in SIZE_BINS:
         bins[name] = (share > 0) & (share >= low) & (share < high)
+    return _binned(bins, dice)
+
+
+def tumour_contrast(image: np.ndarray, mask: np.ndarray) -> float | None:
+    """Mean grey level inside the tumour ``mask`` over the mean in a ring around it, for one
+    slice at its own size (``image``: ``(H, W)`` or ``(H, W, C)``, any dtype; channels are
+    averaged). The ring is the mask dilated by 2% of the slice's longer side (at least 3
+    pixels), minus the mask, within the head (pixels above a tenth of the slice's maximum,
+    holes filled), so the black background around the head does not count. ``None`` for an
+    empty mask or ring."""
+    from scipy import ndimage
+
+    img = np.asarray(image, dtype=np.float64)
+    img = img.mean(axis=-1) if img.ndim == 3 else img
+    tumour = np.asarray(mask) > 0
+    if not tumour.any():
+        return None
+    head = ndimage.binary_fill_holes(img > 0.1 * img.max())
+    reach = max(3, round(0.02 * max(img.shape)))
+    ring = ndimage.binary_dilation(tumour, iterations=reach) & ~tumour & head
+    if not ring.any() or img[ring].mean() <= 0:
+        return None
+    return float(img[tumour].mean() / img[ring].mean())
+
+
+def dice_by_contrast(contrast: Sequence[float | None], dice: np.ndarray) -> dict[str, dict]:
+    """Per-image Dice (mean, n, share of misses) in each tumour-contrast bin
+    (:data:`CONTRAST_BINS`; ``contrast`` from :func:`tumour_contrast`) and for slices without
+    a value (no tumour)."""
+    c = np.array([np.nan if v is None else v for v in contrast], dtype=np.float64)
+    bins = {"no tumour": np.isnan(c)}
+    for name, low, high in CONTRAST_BINS:
+        bins[name] = (c >= low) & (c < high)  # NaN compares false
+    return _binned(bins, dice)
+
+
+def _binned(bins: dict[str, np.ndarray], dice: np.ndarray) -> dict[str, dict]:
     out = {}
     for name, chosen in bins.items():
         d = np.asarray(dice)[chosen]
@@ -153,11 +195,13 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
 
     Returns ``(metrics, per_image, truth, pred)``: ``metrics`` has the Table-1 numbers of
     ``rule``'s masks (per image, pooled, per patient, median, share of misses), Dice by tumour
-    size, the threshold and post-processing used, the same numbers' Dice at 0.5 when the
-    threshold differs (``"at_0.5"``) and at the threshold alone when ``rule`` post-processes
-    (``"threshold_only"``), and ``"postprocess"``: Dice (per-image mean and pooled) after
-    each cumulative post-processing step at the threshold; ``per_image`` is
-    :func:`per_image_scores`; ``truth`` and ``pred`` the binary masks.
+    size and by tumour contrast (:func:`dice_by_contrast`), the threshold and post-processing
+    used, the same numbers' Dice at 0.5 when the threshold differs (``"at_0.5"``) and at the
+    threshold alone when ``rule`` post-processes (``"threshold_only"``), and ``"postprocess"``:
+    Dice (per-image mean and pooled) after each cumulative post-processing step at the
+    threshold; ``per_image`` is
+    :func:`per_image_scores` with each slice's ``tumour_contrast``; ``truth`` and ``pred`` the
+    binary masks.
     """
     rule = rule or PostProcess()
     threshold = rule.threshold
@@ -168,6 +212,8 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     per_image = per_image_scores(truth, pred)
     metrics = score_split(truth, pred, [s.patient_id for s in slices], per_image)
     metrics["by_size"] = dice_by_size(truth, per_image["dice"])
+    per_image["tumour_contrast"] = [tumour_contrast(s.image, s.mask) for s in slices]
+    metrics["by_contrast"] = dice_by_contrast(per_image["tumour_contrast"], per_image["dice"])
     metrics["threshold"] = threshold
     metrics["keep_largest"] = rule.keep_largest
     metrics["fallback"] = rule.fallback
@@ -248,11 +294,12 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         results[name] = metrics
         dice = per_image["dice"]
         share = tumour_share(truth)
-        for s, d, i, a, f in zip(chosen, dice, per_image["iou"], per_image["accuracy"], share,
-                                 strict=True):
+        for s, d, i, a, f, c in zip(chosen, dice, per_image["iou"], per_image["accuracy"],
+                                    share, per_image["tumour_contrast"], strict=True):
             rows.append({"split": name, "id": s.id, "patient_id": s.patient_id or "",
                          "dice": f"{d:.6f}", "iou": f"{i:.6f}", "accuracy": f"{a:.6f}",
-                         "tumour_share": f"{f:.6f}"})
+                         "tumour_share": f"{f:.6f}",
+                         "tumour_contrast": "" if c is None else f"{c:.4f}"})
         order = np.argsort(dice)
         picks = [order[-1], order[len(order) // 2], order[0]]
         shown = (images[picks] if resolution == "model"
@@ -392,6 +439,15 @@ def table1_markdown(results: dict, title: str = "Table 1") -> str:
         for split, m in results.items():
             cells = [f"{_num(b['dice'])} (n={b['n']}, misses {_pct(b['miss_rate'])})"
                      for b in m["by_size"].values()]
+            lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    if any("by_contrast" in m for m in results.values()):
+        lines += ["", "### Dice by tumour contrast (mean grey level inside the mask over a ring "
+                  "around it; under 1: darker than its surroundings)", "",
+                  "| Dataset | " + " | ".join(first["by_contrast"]) + " |",
+                  "|---|" + "---|" * len(first["by_contrast"])]
+        for split, m in results.items():
+            cells = [f"{_num(b['dice'])} (n={b['n']}, misses {_pct(b['miss_rate'])})"
+                     for b in m["by_contrast"].values()]
             lines.append(f"| {split} | " + " | ".join(cells) + " |")
     if any("postprocess" in m for m in results.values()):
         lines += ["", "### Post-processing (cumulative steps): per-image Dice (pooled)", "",
