@@ -318,3 +318,33 @@ def test_page_in_chromium(tmp_path):
     assert {u.removeprefix(url) for u in failed} <= {"/api/segment", "/api/dice", "/model-card"}
     assert "/favicon.ico" not in {u.removeprefix(url) for u in failed}
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_page_states_the_model_s_post_processing(tmp_path):
+    require_browser()
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    arch = ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)
+    plain, post = tmp_path / "plain.keras", tmp_path / "post.keras"
+    build_unet(arch).save(plain)
+    build_unet(arch).save(post)
+    write_model_meta(post, ModelMeta(arch=arch.to_dict(), threshold=0.35, tta=True,
+                                     keep_largest=True, fallback=0.3))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for path, words in ((post, ["threshold 0.35", "flip TTA", "then largest region "
+                                        "kept", "if a pixel reaches 0.30"]), (plain, [])):
+                with serve_in_thread(create_app(path)) as url:
+                    page = browser.new_page(viewport=VIEWPORT)
+                    page.goto(url)
+                    info = page.locator("#model-info")
+                    expect(info).to_contain_text("parameters, threshold")
+                    for w in words:
+                        expect(info).to_contain_text(w)
+                    if not words:
+                        expect(info).not_to_contain_text("then")
+                    page.close()
+        finally:
+            browser.close()
