@@ -34,6 +34,10 @@ def test_bundled_model_carries_its_working_size_and_validation_threshold_and_tta
     assert meta.tta == (max(flipped.values()) > max(plain.values()))
     curve = flipped if meta.tta else plain
     assert curve[f"{meta.threshold:.2f}"] == max(curve.values())
+    post = chosen["val_dice_by_postprocess"]  # chosen after them, the best there
+    assert (meta.keep_largest, meta.fallback) == (chosen["keep_largest"], chosen["fallback"])
+    assert post[f"keep_largest={meta.keep_largest}, fallback={meta.fallback:.2f}"] == max(
+        post.values())
 
 
 def test_shipped_pt_equals_a_fresh_conversion_of_the_shipped_keras(tmp_path):
