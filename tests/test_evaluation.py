@@ -139,10 +139,18 @@ def test_dice_by_contrast_bins():
 
     bins = dice_by_contrast([0.5, 0.99, 1.0, 1.3, 2.0, None], np.array([0.0, 0.4, 0.6, 0.8, 0.9,
                                                                         1.0]))
-    assert list(bins) == ["no tumour", "<1.0", "1.0-1.2", "1.2-1.5", ">=1.5"]
+    assert list(bins) == ["no tumour", "unmeasured", "<1.0", "1.0-1.2", "1.2-1.5", ">=1.5"]
     assert bins["<1.0"] == {"n": 2, "dice": pytest.approx(0.2), "miss_rate": 0.5}
     assert bins["1.0-1.2"]["n"] == 1 and bins["1.2-1.5"]["dice"] == 0.8
     assert bins["no tumour"] == {"n": 1, "dice": 1.0, "miss_rate": 0.0}
+    assert bins["unmeasured"]["n"] == 0
+    # a tumour without a ring (it fills the head) is unmeasured, not "no tumour"; a negative
+    # contrast (signed images) still has a bin
+    bins = dice_by_contrast([None, None, -0.5], np.array([0.7, 1.0, 0.2]),
+                            has_tumour=[True, False, True])
+    assert bins["unmeasured"] == {"n": 1, "dice": 0.7, "miss_rate": 0.0}
+    assert bins["no tumour"]["n"] == 1 and bins["<1.0"]["n"] == 1
+    assert sum(b["n"] for b in bins.values()) == 3
 
 
 def test_choose_threshold_finds_the_best_cut_and_prefers_0_5_on_ties():

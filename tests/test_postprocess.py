@@ -57,3 +57,21 @@ def test_describe_names_each_step():
     assert PostProcess().describe() == "no post-processing"
     words = PostProcess(keep_largest=True, fallback=0.3).describe()
     assert "largest region" in words and "0.30" in words
+
+
+def test_an_overriding_threshold_drops_a_fallback_that_could_never_act(tmp_path):
+    from unet_keras.config import ArchConfig
+    from unet_keras.inference import load_model, mask_rule
+    from unet_keras.model import build_unet
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    path = tmp_path / "m.keras"
+    build_unet(arch).save(path)
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=0.35, keep_largest=True,
+                                     fallback=0.3))
+    model = load_model(path)
+    assert mask_rule(model) == PostProcess(threshold=0.35, keep_largest=True, fallback=0.3)
+    assert mask_rule(model, threshold=0.6).fallback == 0.3
+    assert mask_rule(model, threshold=0.25) == PostProcess(threshold=0.25, keep_largest=True)
+    assert mask_rule(model, postprocess=False) == PostProcess(threshold=0.35)

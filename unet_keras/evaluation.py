@@ -58,7 +58,7 @@ SIZE_BINS = (("<0.5%", 0.0, 0.005), ("0.5-1%", 0.005, 0.01), ("1-2%", 0.01, 0.02
 #: Tumour contrast bins (:func:`tumour_contrast`: mean grey level inside the mask over that of
 #: a ring around it). Under 1 the tumour is darker than its surroundings (cystic, necrotic or
 #: not enhancing); well above 1 it is an enhancing tumour.
-CONTRAST_BINS = (("<1.0", 0.0, 1.0), ("1.0-1.2", 1.0, 1.2), ("1.2-1.5", 1.2, 1.5),
+CONTRAST_BINS = (("<1.0", -np.inf, 1.0), ("1.0-1.2", 1.0, 1.2), ("1.2-1.5", 1.2, 1.5),
                  (">=1.5", 1.5, np.inf))
 
 
@@ -134,7 +134,8 @@ def dice_by_size(truth: Sequence[np.ndarray], dice: np.ndarray) -> dict[str, dic
 def tumour_contrast(image: np.ndarray, mask: np.ndarray) -> float | None:
     """Mean grey level inside the tumour ``mask`` over the mean in a ring around it, for one
     slice at its own size (``image``: ``(H, W)`` or ``(H, W, C)``, any dtype; channels are
-    averaged). The ring is the mask dilated by 2% of the slice's longer side (at least 3
+    averaged; the reading "under 1: cystic or necrotic" holds for T1 contrast-enhanced slices
+    such as Figshare's). The ring is the mask dilated by 2% of the slice's longer side (at least 3
     pixels), minus the mask, within the head (pixels above a tenth of the slice's maximum,
     holes filled), so the black background around the head does not count. ``None`` for an
     empty mask or ring."""
@@ -153,12 +154,15 @@ def tumour_contrast(image: np.ndarray, mask: np.ndarray) -> float | None:
     return float(img[tumour].mean() / img[ring].mean())
 
 
-def dice_by_contrast(contrast: Sequence[float | None], dice: np.ndarray) -> dict[str, dict]:
+def dice_by_contrast(contrast: Sequence[float | None], dice: np.ndarray,
+                     has_tumour: Sequence[bool] | None = None) -> dict[str, dict]:
     """Per-image Dice (mean, n, share of misses) in each tumour-contrast bin
-    (:data:`CONTRAST_BINS`; ``contrast`` from :func:`tumour_contrast`) and for slices without
-    a value (no tumour)."""
+    (:data:`CONTRAST_BINS`; ``contrast`` from :func:`tumour_contrast`), for slices without a
+    tumour (``has_tumour`` false; default: those without a value) and for tumours without a
+    value (``"unmeasured"``: a tumour with no ring around it in the head)."""
     c = np.array([np.nan if v is None else v for v in contrast], dtype=np.float64)
-    bins = {"no tumour": np.isnan(c)}
+    tumour = ~np.isnan(c) if has_tumour is None else np.asarray(has_tumour, dtype=bool)
+    bins = {"no tumour": ~tumour, "unmeasured": tumour & np.isnan(c)}
     for name, low, high in CONTRAST_BINS:
         bins[name] = (c >= low) & (c < high)  # NaN compares false
     return _binned(bins, dice)
@@ -213,7 +217,8 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     metrics = score_split(truth, pred, [s.patient_id for s in slices], per_image)
     metrics["by_size"] = dice_by_size(truth, per_image["dice"])
     per_image["tumour_contrast"] = [tumour_contrast(s.image, s.mask) for s in slices]
-    metrics["by_contrast"] = dice_by_contrast(per_image["tumour_contrast"], per_image["dice"])
+    metrics["by_contrast"] = dice_by_contrast(per_image["tumour_contrast"], per_image["dice"],
+                                              [bool(np.any(s.mask)) for s in slices])
     metrics["threshold"] = threshold
     metrics["keep_largest"] = rule.keep_largest
     metrics["fallback"] = rule.fallback
@@ -388,7 +393,7 @@ def _pct(share: float | None, digits: int = 0) -> str:
 
 
 def _postprocess_words(results: dict) -> str:
-    """``", then largest region, fallback 0.30 (threshold alone: per-image 0.754, …)"``, or ``""``
+    """``", then largest region kept, … (threshold alone: all per-image 0.754, …)"``, or ``""``
     for masks made by the threshold alone."""
     first = next(iter(results.values()), {})
     rule = PostProcess(keep_largest=first.get("keep_largest", False),

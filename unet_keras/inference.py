@@ -136,13 +136,15 @@ def mask_rule(model: keras.Model, threshold: float | None = None,
     or ``threshold``) and the post-processing stored with it (keep the largest region, a best
     guess where nothing reaches the threshold; chosen on its validation split). ``postprocess``
     ``False``: the threshold alone; ``None`` or ``True``: the stored choice (none for models
-    that store none)."""
+    that store none), also with an overriding ``threshold`` (a stored fallback at or above
+    it is dropped: it could never act)."""
     meta = model_meta(model)
     threshold = decision_threshold(model) if threshold is None else float(threshold)
     if meta is None or postprocess is False:
         return PostProcess(threshold=threshold)
-    return PostProcess(threshold=threshold, keep_largest=meta.keep_largest,
-                       fallback=meta.fallback)
+    # a fallback at or above an overriding threshold could never act: none, so it is not named
+    fallback = meta.fallback if meta.fallback < threshold else 0.0
+    return PostProcess(threshold=threshold, keep_largest=meta.keep_largest, fallback=fallback)
 
 
 #: ``precision`` argument -> Keras dtype policy. ``bfloat16`` computes in bfloat16 with float32

@@ -11,7 +11,8 @@ Steps, applied in this order (each optional except the threshold):
    :func:`unet_keras.scoring.choose_postprocess`).
 2. ``fill_holes``: ``ndimage.binary_fill_holes``.
 3. ``min_size``: connected components (8-connectivity) under ``min_size`` pixels are dropped.
-4. ``keep_largest``: only the largest component is kept.
+4. ``keep_largest``: only the largest component is kept (all of the largest size, when
+   several tie).
 """
 
 from __future__ import annotations

@@ -115,10 +115,11 @@ def segment_images(model: keras.Model, images: Sequence[np.ndarray],
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
                   threshold: float | None = None, tta: bool | None = None,
-                  postprocess: bool | None = None, precision: str = "float32",
+                  precision: str = "float32",
                   jit_compile: bool = False, batch_size: int = 8,
                   relative: Sequence[str | os.PathLike] | None = None,
-                  overwrite: bool = False, progress: bool = False) -> Iterator[dict]:
+                  overwrite: bool = False, progress: bool = False,
+                  postprocess: bool | None = None) -> Iterator[dict]:
     """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}`` in the
     order of ``files``.
 
@@ -127,7 +128,8 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
     (:func:`~unet_keras.inference.load_unet`). Files are read one by one and segmented
     ``batch_size`` at a time, equal-size slices sharing forward passes. A file that cannot be
     read raises its error (naming the file) after the files read before it have been written;
-    nothing is written for it. ``precision`` and ``jit_compile`` set up the model (see
+    nothing is written for it. ``threshold``, ``tta`` and ``postprocess``: as in
+    :func:`segment_images`. ``precision`` and ``jit_compile`` set up the model (see
     :func:`~unet_keras.inference.inference_model`). With ``progress`` a tqdm bar over the
     files goes to stderr when that is a terminal (cleared when done; print beside it with
     ``tqdm.write``).

@@ -178,8 +178,10 @@ def calibrate_model(model_path: str | os.PathLike, slices: Sequence[Slice],
         threshold=threshold, threshold_source=source, tta=tta,
         tta_source=f"{source}: {score[True]:.4f} with flip TTA, {score[False]:.4f} without",
         keep_largest=rule.keep_largest, fallback=rule.fallback,
-        postprocess_source=f"{source} after the threshold and TTA: {max(pp_curve.values()):.4f}"
-                           f" with it, {score[tta]:.4f} without"))
+        postprocess_source=f"{source} after the threshold and TTA: " + (
+            f"{max(pp_curve.values()):.4f} with it, {score[tta]:.4f} without"
+            if rule != PostProcess(threshold=threshold)
+            else f"none chosen (none scored above {score[tta]:.4f})")))
     write_text_atomic(Path(model_path).parent / "threshold.json", json.dumps(
         {"threshold": threshold, "tta": tta, "keep_largest": rule.keep_largest,
          "fallback": rule.fallback, "val_dice_by_threshold": curves[False],

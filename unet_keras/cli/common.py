@@ -20,7 +20,8 @@ TTA_HELP = ("average the probabilities over flips (test-time augmentation: 3 for
 POSTPROCESS_HELP = ("apply the post-processing stored with the model (keep the largest region; a "
                     "best guess on slices where nothing reaches the threshold), chosen on its "
                     "validation split after the threshold and TTA; default: yes (models that "
-                    "store none have none); --no-postprocess: the threshold alone")
+                    "store none have none), also with --threshold; --no-postprocess: the "
+                    "threshold alone")
 
 
 class _StatedDefaults(argparse.ArgumentDefaultsHelpFormatter):

@@ -80,7 +80,8 @@ class SegmentOut(BaseModel):
     overlay: str = Field(description="the slice with the tumor tinted and outlined, PNG data URL")
     tumor_area_px: int = Field(description="tumor pixels in the predicted mask")
     tumor_area_percent: float = Field(description="tumor pixels / all pixels * 100")
-    threshold: float = Field(description="probability cut-off used for the mask")
+    threshold: float = Field(description="probability cut-off used for the mask (a fallback "
+                             "mask, see postprocess, reaches below it)")
     tta: bool = Field(description="whether the probabilities are the mean over flips")
     postprocess: str = Field(description="what was done to the thresholded mask, in words "
                              "(e.g. 'largest region'; 'no post-processing')")
