@@ -223,10 +223,10 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     metrics["keep_largest"] = rule.keep_largest
     metrics["fallback"] = rule.fallback
     if pred is not plain:
-        metrics["threshold_only"] = {
-            "dice": float(per_image_scores(truth, plain)["dice"].mean()),
-            "dice_global": dice_global(_stack(truth), _stack(plain)),
-            "miss_rate": float(np.mean(per_image_scores(truth, plain)["dice"] < MISS_DICE))}
+        alone = per_image_scores(truth, plain)["dice"]
+        metrics["threshold_only"] = {"dice": float(alone.mean()),
+                                     "dice_global": dice_global(_stack(truth), _stack(plain)),
+                                     "miss_rate": float(np.mean(alone < MISS_DICE))}
     if threshold != 0.5:
         at_half = [(p >= 0.5).astype(np.uint8) for p in probs]
         metrics["at_0.5"] = {"dice": float(per_image_scores(truth, at_half)["dice"].mean()),
@@ -407,6 +407,21 @@ def _postprocess_words(results: dict) -> str:
     return f", then {rule.describe()}" + (f" (threshold alone: {alone})" if alone else "")
 
 
+def _bins_table(results: dict, key: str, heading: str) -> list[str]:
+    """Markdown lines of a binned Dice table (``by_size``, ``by_contrast``): a row per split,
+    a cell per bin with its mean Dice, count and misses; none when no split has ``key``."""
+    first = next((m for m in results.values() if key in m), None)
+    if first is None:
+        return []
+    lines = ["", f"### {heading}", "", "| Dataset | " + " | ".join(first[key]) + " |",
+             "|---|" + "---|" * len(first[key])]
+    for split, m in results.items():
+        cells = [f"{_num(b['dice'])} (n={b['n']}, misses {_pct(b['miss_rate'])})"
+                 for b in m[key].values()]
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def table1_markdown(results: dict, title: str = "Table 1") -> str:
     """Markdown laid out like the paper's Table 1, its numbers in adjacent columns; then, when
     the results have them, Dice by tumour size and the post-processing steps."""
@@ -437,23 +452,10 @@ def table1_markdown(results: dict, title: str = "Table 1") -> str:
             f"| {_pct(miss, 1)} | {_fmt(paper.get('dice'))} "
             f"| {_fmt(paper.get('iou'))} | {_fmt(paper.get('accuracy'))} |"
         )
-    if any("by_size" in m for m in results.values()):
-        lines += ["", "### Dice by tumour size (share of the slice)", "",
-                  "| Dataset | " + " | ".join(first["by_size"]) + " |",
-                  "|---|" + "---|" * len(first["by_size"])]
-        for split, m in results.items():
-            cells = [f"{_num(b['dice'])} (n={b['n']}, misses {_pct(b['miss_rate'])})"
-                     for b in m["by_size"].values()]
-            lines.append(f"| {split} | " + " | ".join(cells) + " |")
-    if any("by_contrast" in m for m in results.values()):
-        lines += ["", "### Dice by tumour contrast (mean grey level inside the mask over a ring "
-                  "around it; under 1: darker than its surroundings)", "",
-                  "| Dataset | " + " | ".join(first["by_contrast"]) + " |",
-                  "|---|" + "---|" * len(first["by_contrast"])]
-        for split, m in results.items():
-            cells = [f"{_num(b['dice'])} (n={b['n']}, misses {_pct(b['miss_rate'])})"
-                     for b in m["by_contrast"].values()]
-            lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    lines += _bins_table(results, "by_size", "Dice by tumour size (share of the slice)")
+    lines += _bins_table(results, "by_contrast", "Dice by tumour contrast (mean grey level "
+                         "inside the mask over a ring around it; under 1: darker than its "
+                         "surroundings)")
     if any("postprocess" in m for m in results.values()):
         lines += ["", "### Post-processing (cumulative steps): per-image Dice (pooled)", "",
                   "| Dataset | " + " | ".join(first["postprocess"]) + " |",

@@ -138,14 +138,12 @@ def choose_postprocess(truths: Sequence[np.ndarray], probs: Sequence[np.ndarray]
     candidates = [PostProcess(threshold=threshold, keep_largest=k, fallback=f)
                   for k in (False, True)
                   for f in (0.0, *(f for f in FALLBACKS if f < threshold))]
-    curve = {}
-    for rule in candidates:
-        key = f"keep_largest={rule.keep_largest}, fallback={rule.fallback:.2f}"
-        curve[key] = float(per_image_scores(truths, [rule(p) for p in probs])["dice"].mean())
-    best = max(candidates, key=lambda r: (
-        curve[f"keep_largest={r.keep_largest}, fallback={r.fallback:.2f}"],
-        not r.keep_largest, r.fallback == 0.0, r.fallback))
-    return best, curve
+    scores = {rule: float(per_image_scores(truths, [rule(p) for p in probs])["dice"].mean())
+              for rule in candidates}
+    best = max(candidates, key=lambda r: (scores[r], not r.keep_largest, r.fallback == 0.0,
+                                          r.fallback))
+    return best, {f"keep_largest={r.keep_largest}, fallback={r.fallback:.2f}": score
+                  for r, score in scores.items()}
 
 
 def calibrate_model(model_path: str | os.PathLike, slices: Sequence[Slice],

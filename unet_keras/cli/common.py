@@ -16,6 +16,15 @@ EXIT_BAD_INPUT = 2
 TTA_HELP = ("average the probabilities over flips (test-time augmentation: 3 forward passes); "
             "default: the model's own choice, made on its validation split together with the "
             "threshold (off for models that store none)")
+def add_mask_options(parser: argparse.ArgumentParser) -> None:
+    """``--tta/--no-tta`` and ``--postprocess/--no-postprocess`` (evaluate, predict, serve):
+    both default to ``None``, the model's own choice."""
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help=TTA_HELP)
+    parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
+                        help=POSTPROCESS_HELP)
+
+
 #: Help of ``--postprocess/--no-postprocess`` (evaluate, predict, serve).
 POSTPROCESS_HELP = ("apply the post-processing stored with the model (keep the largest region; a "
                     "best guess on slices where nothing reaches the threshold), chosen on its "

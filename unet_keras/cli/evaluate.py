@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 from unet_keras.cli.common import (
-    POSTPROCESS_HELP,
-    TTA_HELP,
     HelpFormatter,
+    add_mask_options,
     cli_errors,
     quiet_tensorflow,
 )
@@ -49,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first choose the threshold and whether to use flip TTA on the run's "
                         "validation split and store both in its model.keras (training does "
                         "this for new runs)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
-    p.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
-                   help=POSTPROCESS_HELP)
+    add_mask_options(p)
     p.add_argument("--min-size", type=int, default=64,
                    help="post-processing: drop components smaller than this (pixels)")
     p.add_argument("--save-masks", action="store_true", help="write predicted masks as PNG")

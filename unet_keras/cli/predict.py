@@ -14,9 +14,8 @@ import sys
 from pathlib import Path, PurePath
 
 from unet_keras.cli.common import (
-    POSTPROCESS_HELP,
-    TTA_HELP,
     HelpFormatter,
+    add_mask_options,
     cli_errors,
     description,
     quiet_tensorflow,
@@ -69,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float,
                    help="probability threshold (default: the model's own, chosen on its "
                         "validation split; 0.5 for older models)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
-    p.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
-                   help=POSTPROCESS_HELP)
+    add_mask_options(p)
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                    help="compute precision; bfloat16 is about 2x faster on CPUs with "
                         "AVX512_BF16 or AMX")

@@ -10,9 +10,8 @@ import argparse
 import sys
 
 from unet_keras.cli.common import (
-    POSTPROCESS_HELP,
-    TTA_HELP,
     HelpFormatter,
+    add_mask_options,
     cli_errors,
     description,
     quiet_tensorflow,
@@ -29,9 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float,
                    help="probability threshold (default: the model's own, chosen on its "
                         "validation split; 0.5 for older models)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
-    p.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=None,
-                   help=POSTPROCESS_HELP)
+    add_mask_options(p)
     p.add_argument("--max-upload-mb", type=float, default=20.0,
                    help="largest request body accepted (all files together), MB")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
