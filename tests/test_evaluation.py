@@ -219,3 +219,37 @@ def test_to_native_resizes_probabilities_back_to_each_slice():
     out = to_native(probs, slices)
     assert out[0].shape == (64, 48) and out[1].shape == (32, 32)
     assert out[0][:30].min() == 1.0 and out[0][34:].max() == 0.0
+
+
+def test_evaluate_flags_the_slices_whose_mask_is_a_best_guess(sample_dir, tmp_path):
+    import csv
+    import shutil
+
+    from unet_keras import ArchConfig, build_unet
+    from unet_keras.evaluation import evaluate
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    data = tmp_path / "data"
+    for kind in ("images", "masks"):
+        (data / kind).mkdir(parents=True)
+        for name in ("1.png", "2.png", "3.png"):
+            shutil.copy(sample_dir / kind / name, data / kind / name)
+    arch = ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)
+    path = tmp_path / "m.keras"
+    build_unet(arch).save(path)
+    # a fresh head's probabilities are near 0.5: nothing reaches 0.99, the fallback acts
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=64, threshold=0.99,
+                                     fallback=0.1))
+    for postprocess, guesses in ((None, 3), (False, 0)):
+        out = tmp_path / f"eval-{postprocess}"
+        metrics = evaluate(model_path=path, data=str(data), output=out, postprocess=postprocess,
+                           log=lambda *_: None)["all"]
+        assert metrics["best_guesses"] == guesses
+        with open(out / "per_image.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["best_guess"] for r in rows] == [str(int(guesses > 0))] * 3
+        # with the guesses no slice is left with nothing predicted; without, all are
+        assert metrics["misses"]["nothing"] == (0.0 if guesses else 1.0)
+        table = (out / "table1.md").read_text()
+        assert ("Best guesses (no pixel reached the threshold): all 3 of 3" in table) is (
+            guesses > 0)

@@ -198,7 +198,7 @@ def test_a_model_file_s_working_size_and_threshold_are_used(tmp_path):
                           interpolation=cv2.INTER_LINEAR)
     assert probs.shape == (64, 48)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    (_, p, mask), = segment_images(model, [image])
+    (_, p, mask, _), = segment_images(model, [image])
     np.testing.assert_array_equal(mask, (p >= 0.3).astype(np.uint8))
     np.testing.assert_allclose(p, expected, atol=1e-5)  # no TTA stored: one forward pass
 
@@ -225,9 +225,9 @@ def test_a_model_file_s_flip_tta_choice_is_used_unless_overridden(tmp_path):
 
     # the mean over the slice and its two flips, each flipped back, by hand
     flips = (forward(x) + forward(x[:, :, ::-1])[:, :, ::-1] + forward(x[:, ::-1])[:, ::-1]) / 3
-    (_, p, _), = segment_images(model, [image])
+    (_, p, _, _), = segment_images(model, [image])
     np.testing.assert_allclose(p, flips[0], atol=1e-5)
-    (_, p, _), = segment_images(model, [image], tta=False)
+    (_, p, _, _), = segment_images(model, [image], tta=False)
     np.testing.assert_allclose(p, forward(x)[0], atol=1e-5)
     assert np.abs(flips - forward(x)).max() > 1e-4  # the two differ, so the checks can fail
 
@@ -245,30 +245,32 @@ def test_a_model_file_s_postprocessing_is_used_unless_switched_off(tmp_path):
     build_unet(arch).save(path)
     assert mask_rule(load_model(path)) == PostProcess()  # no metadata: a 0.5 threshold
     image = np.random.default_rng(2).random((32, 32), dtype=np.float32)
-    (_, probs, _), = segment_images(load_model(path), [image])
+    (_, probs, _, _), = segment_images(load_model(path), [image])
     # a threshold above every probability, so only the fallback can find something
     high = float(probs.max()) + 1e-3
     write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=high, fallback=0.1))
     model = load_model(path)
-    (_, p, mask), = segment_images(model, [image])
+    (_, p, mask, guessed), = segment_images(model, [image])
     labels, _ = ndimage.label(p >= p.max() / 2, structure=np.ones((3, 3)))
     peak = np.unravel_index(np.argmax(p), p.shape)
     expected = (labels == labels[peak]).astype(np.uint8)
     assert expected.sum() > 0
     np.testing.assert_array_equal(mask, expected)
-    (_, _, plain), = segment_images(model, [image], postprocess=False)
-    assert plain.sum() == 0  # the threshold alone
+    assert guessed is True  # and it says the mask is a best guess
+    (_, _, plain, guessed), = segment_images(model, [image], postprocess=False)
+    assert plain.sum() == 0 and guessed is False  # the threshold alone
     # keep-largest at a threshold that leaves several regions
     t = float(np.quantile(probs, 0.7))
     write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=t, keep_largest=True))
-    (_, p, mask), = segment_images(load_model(path), [image])
+    (_, p, mask, guessed), = segment_images(load_model(path), [image])
+    assert guessed is False
     labels, n = ndimage.label(p >= t, structure=np.ones((3, 3)))
     assert n > 1
     sizes = np.bincount(labels.ravel())[1:]
     np.testing.assert_array_equal(mask, np.isin(labels, 1 + np.flatnonzero(sizes == sizes.max())))
     # --threshold overrides the stored cut; the stored post-processing stays
     t2 = float(np.quantile(probs, 0.6))
-    (_, p, mask), = segment_images(load_model(path), [image], threshold=t2)
+    (_, p, mask, _), = segment_images(load_model(path), [image], threshold=t2)
     labels, n = ndimage.label(p >= t2, structure=np.ones((3, 3)))
     assert n > 1
     sizes = np.bincount(labels.ravel())[1:]

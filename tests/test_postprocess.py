@@ -47,10 +47,16 @@ def test_fallback_keeps_the_region_around_the_most_probable_pixel_only_when_noth
     expected[2:6, 2:6] = 1
     np.testing.assert_array_equal(guess, expected)
     assert PostProcess(threshold=0.35, fallback=0.4)(probs).sum() == 0  # peak under 0.4
+    # only the slice whose mask is the guess is flagged as one
+    assert PostProcess(threshold=0.35, fallback=0.3).best_guess(probs)
+    assert not PostProcess(threshold=0.35, fallback=0.4).best_guess(probs)
+    assert not PostProcess(threshold=0.35).best_guess(probs)
     # a slice with something above the threshold is left as the threshold makes it
     probs[17, 17] = 0.9
     assert PostProcess(threshold=0.35, fallback=0.1)(probs).sum() == 1
+    assert not PostProcess(threshold=0.35, fallback=0.1).best_guess(probs)
     assert PostProcess(threshold=0.35, fallback=0.1)(np.zeros((4, 4), np.float32)).sum() == 0
+    assert not PostProcess(threshold=0.35, fallback=0.1).best_guess(np.zeros((4, 4), np.float32))
 
 
 def test_describe_names_each_step():

@@ -68,13 +68,14 @@ def test_segment_images_batches_equal_sizes(tmp_path: Path, shared_data: Path):
     model.predict_on_batch = lambda x: calls.append(len(x)) or predict_on_batch(x)
     results = segment_images(model, images, threshold=0.5, batch_size=8)
     assert sorted(calls) == [2, 3]  # one pass per size instead of five
-    for image, (x, probs, mask) in zip(images, results, strict=True):
+    for image, (x, probs, mask, guessed) in zip(images, results, strict=True):
         want = preprocess_image(image, None, 3)
         np.testing.assert_array_equal(x, want)
         ref = np.asarray(model(want[None], training=False))[0, ..., 0]
         assert probs.shape == image.shape and 0.0 < (ref >= 0.5).mean() < 0.2
         np.testing.assert_allclose(probs, ref, atol=1e-5)
         np.testing.assert_array_equal(mask, (probs >= 0.5).astype(np.uint8))
+        assert guessed is False  # no fallback stored
 
 
 def test_segment_files_writes_in_order_and_what_came_before_a_bad_file(tmp_path: Path,
@@ -99,7 +100,7 @@ def test_segment_files_writes_in_order_and_what_came_before_a_bad_file(tmp_path:
         mask = cv2.imread(record["mask"], cv2.IMREAD_UNCHANGED) // 255
         decided = np.abs(ref - 0.5) > 1e-4  # pixels rounding cannot flip
         np.testing.assert_array_equal(mask[decided], (ref >= 0.5)[decided])
-        assert record["area_px"] == int(mask.sum())
+        assert record["area_px"] == int(mask.sum()) and record["best_guess"] is False
 
     bad = folder / "2.png"
     bad.write_bytes(b"not a png")
@@ -108,3 +109,29 @@ def test_segment_files_writes_in_order_and_what_came_before_a_bad_file(tmp_path:
                            batch_size=3))
     written = sorted(p.name for p in (tmp_path / "out2").glob("*_mask.png"))
     assert written == ["0.png_mask.png", "1.png_mask.png"]  # flushed before the error
+
+
+def test_a_best_guess_is_flagged_in_the_record_and_the_printed_line(tmp_path: Path,
+                                                                    shared_data: Path, capsys):
+    from unet_keras.cli.predict import main
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+    from unet_keras.predict_files import segment_files
+
+    arch = ArchConfig(input_shape=(None, None, 3), base_filters=4, depth=2)
+    path = tmp_path / "m.keras"
+    build_unet(arch).save(path)
+    # a fresh head gives probabilities near 0.5: nothing reaches 0.99, the fallback acts
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=0.99, fallback=0.1))
+    src = sorted((shared_data / "figshare-png" / "images").glob("*.png"))[:2]
+    records = list(segment_files(src, tmp_path / "a", model_path=str(path)))
+    for record in records:
+        mask = cv2.imread(record["mask"], cv2.IMREAD_UNCHANGED)
+        assert record["best_guess"] is True and record["area_px"] == (mask > 0).sum() > 0
+    plain = list(segment_files(src, tmp_path / "b", model_path=str(path), postprocess=False))
+    assert [(r["best_guess"], r["area_px"]) for r in plain] == [(False, 0)] * 2
+
+    assert main([str(src[0]), "--model", str(path), "-o", str(tmp_path / "c"), "--quiet"]) == 0
+    assert "a best guess: no pixel reached the threshold" in capsys.readouterr().out
+    assert main([str(src[0]), "--model", str(path), "-o", str(tmp_path / "d"), "--quiet",
+                 "--no-postprocess"]) == 0
+    assert "best guess" not in capsys.readouterr().out

@@ -216,6 +216,7 @@ def test_page_in_chromium(tmp_path):
             expect(page.locator("#area-px")).to_have_text(f"{int(preds[1].sum()):,}")
             expect(page.locator("#area-pct")).to_have_text(f"{100 * preds[1].mean():.2f}")
             expect(page.locator("#mask-download")).to_have_attribute("download", "1_mask.png")
+            expect(page.locator("#best-guess")).to_be_hidden()  # its model stores no fallback
 
             # A truth mask of another size: a sentence by the truth field.
             page.set_input_files("#truth-input", str(small_mask))
@@ -331,11 +332,15 @@ def test_page_states_the_model_s_post_processing(tmp_path):
     build_unet(arch).save(post)
     write_model_meta(post, ModelMeta(arch=arch.to_dict(), threshold=0.35, tta=True,
                                      keep_largest=True, fallback=0.3))
+    guess = tmp_path / "guess.keras"
+    build_unet(arch).save(guess)
+    write_model_meta(guess, ModelMeta(arch=arch.to_dict(), threshold=0.99, fallback=0.1))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for path, words in ((post, ["threshold 0.35", "flip TTA", "then largest region "
-                                        "kept", "if a pixel reaches 0.30"]), (plain, [])):
+                                        "kept", "if a pixel reaches 0.30"]), (plain, []),
+                                (guess, ["threshold 0.99", "if a pixel reaches 0.10"])):
                 with serve_in_thread(create_app(path)) as url:
                     page = browser.new_page(viewport=VIEWPORT)
                     page.goto(url)
@@ -345,6 +350,15 @@ def test_page_states_the_model_s_post_processing(tmp_path):
                         expect(info).to_contain_text(w)
                     if not words:
                         expect(info).not_to_contain_text("then")
+                    # a fresh head's probabilities are near 0.5: only 'guess' falls back
+                    page.set_input_files("#slice-input", str(IMAGES / "1.png"))
+                    expect(page.locator("#results")).to_be_visible()
+                    note = page.locator("#best-guess")
+                    if path == guess:
+                        expect(note).to_be_visible()
+                        expect(note).to_contain_text("best guess")
+                    else:
+                        expect(note).to_be_hidden()
                     page.close()
         finally:
             browser.close()

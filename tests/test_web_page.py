@@ -338,3 +338,26 @@ def test_the_page_uses_the_model_s_own_postprocessing(tmp_path):
         assert ("largest region" in out["postprocess"]) is (postprocess is None)
         # the served copy folds batch norm: allow a pixel or two at the cut
         assert abs(out["tumor_area_px"] - area) <= 2
+
+
+def test_segment_says_when_its_mask_is_a_best_guess(tmp_path):
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    path = tmp_path / "run" / "model.keras"
+    path.parent.mkdir()
+    model = build_unet(arch)
+    model.save(path)
+    image = (np.random.default_rng(4).random((32, 32)) * 255).astype(np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    probs = np.asarray(model.predict_on_batch(
+        preprocess_image(image, image_size=None, channels=1)[None]))[0, ..., 0]
+    above = float(probs.max()) + 0.05  # no pixel reaches it
+    for threshold, fallback, guessed in ((above, 0.1, True), (above, 0.0, False),
+                                         (float(np.median(probs)), 0.1, False)):
+        write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=threshold,
+                                         fallback=fallback))
+        with TestClient(create_app(path)) as c:
+            out = c.post("/api/segment", files={"file": ("s.png", io.BytesIO(png))}).json()
+        assert out["best_guess"] is guessed
+        assert (out["tumor_area_px"] > 0) is (guessed or fallback == 0.1)

@@ -204,7 +204,9 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     threshold alone when ``rule`` post-processes (``"threshold_only"``), and ``"postprocess"``:
     Dice (per-image mean and pooled) after each cumulative post-processing step at the
     threshold; ``per_image`` is
-    :func:`per_image_scores` with each slice's ``tumour_contrast``; ``truth`` and ``pred`` the
+    :func:`per_image_scores` with each slice's ``tumour_contrast`` and ``best_guess`` (its mask is
+    the fallback's, no pixel having reached the threshold; their number is ``metrics``'
+    ``"best_guesses"``); ``truth`` and ``pred`` the
     binary masks.
     """
     rule = rule or PostProcess()
@@ -217,11 +219,13 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     metrics = score_split(truth, pred, [s.patient_id for s in slices], per_image)
     metrics["by_size"] = dice_by_size(truth, per_image["dice"])
     per_image["tumour_contrast"] = [tumour_contrast(s.image, s.mask) for s in slices]
+    per_image["best_guess"] = [rule.best_guess(p) for p in probs]
     metrics["by_contrast"] = dice_by_contrast(per_image["tumour_contrast"], per_image["dice"],
                                               [bool(np.any(s.mask)) for s in slices])
     metrics["threshold"] = threshold
     metrics["keep_largest"] = rule.keep_largest
     metrics["fallback"] = rule.fallback
+    metrics["best_guesses"] = int(sum(per_image["best_guess"]))
     if pred is not plain:
         alone = per_image_scores(truth, plain)["dice"]
         metrics["threshold_only"] = {"dice": float(alone.mean()),
@@ -299,12 +303,14 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
         results[name] = metrics
         dice = per_image["dice"]
         share = tumour_share(truth)
-        for s, d, i, a, f, c in zip(chosen, dice, per_image["iou"], per_image["accuracy"],
-                                    share, per_image["tumour_contrast"], strict=True):
+        for s, d, i, a, f, c, g in zip(chosen, dice, per_image["iou"], per_image["accuracy"],
+                                       share, per_image["tumour_contrast"],
+                                       per_image["best_guess"], strict=True):
             rows.append({"split": name, "id": s.id, "patient_id": s.patient_id or "",
                          "dice": f"{d:.6f}", "iou": f"{i:.6f}", "accuracy": f"{a:.6f}",
                          "tumour_share": f"{f:.6f}",
-                         "tumour_contrast": "" if c is None else f"{c:.4f}"})
+                         "tumour_contrast": "" if c is None else f"{c:.4f}",
+                         "best_guess": int(g)})
         order = np.argsort(dice)
         picks = [order[-1], order[len(order) // 2], order[0]]
         shown = (images[picks] if resolution == "model"
@@ -320,7 +326,8 @@ def evaluate(model_path: str | os.PathLike | None = None, run_dir: str | os.Path
             for s, m in zip(chosen, pred, strict=True):
                 write_png(output / "masks" / name / f"{s.id}.png", m * 255)
         log(f"{name}: {len(truth)} images at {resolution} resolution, threshold "
-            f"{rule.threshold:.2f}{', flip TTA' if tta else ''}, {rule.describe()}: Dice "
+            f"{rule.threshold:.2f}{', flip TTA' if tta else ''}, {rule.describe()}"
+            + (f" ({metrics['best_guesses']} best guesses)" if rule.fallback else "") + ": Dice "
             f"{metrics['dice']['mean']:.4f}±{metrics['dice']['std']:.4f} "
             f"(median {metrics['dice_median']:.4f}, pooled {metrics['dice_global']:.4f}, misses "
             f"{100 * metrics['miss_rate']:.1f}%: {_miss_words(metrics['misses'])}), IoU "
@@ -404,7 +411,11 @@ def _postprocess_words(results: dict) -> str:
                       f"{m['threshold_only']['dice_global']:.3f}, misses "
                       f"{_pct(m['threshold_only']['miss_rate'], 1)}"
                       for split, m in results.items() if "threshold_only" in m)
-    return f", then {rule.describe()}" + (f" (threshold alone: {alone})" if alone else "")
+    guesses = "; ".join(f"{split} {m['best_guesses']} of {m.get('n_images', '?')}"
+                        for split, m in results.items() if "best_guesses" in m)
+    return (f", then {rule.describe()}" + (f" (threshold alone: {alone})" if alone else "")
+            + (f". Best guesses (no pixel reached the threshold): {guesses}"
+               if rule.fallback and guesses else ""))
 
 
 def _bins_table(results: dict, key: str, heading: str) -> list[str]:

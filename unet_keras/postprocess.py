@@ -39,7 +39,7 @@ class PostProcess:
         """``(H, W)`` probabilities -> ``(H, W)`` uint8 0/1 mask."""
         probs = np.asarray(probs)
         mask = probs >= self.threshold
-        if self.fallback > 0 and probs.size and not mask.any() and probs.max() >= self.fallback:
+        if self.best_guess(probs):
             labels, _ = ndimage.label(probs >= probs.max() / 2, structure=EIGHT)
             mask = labels == labels.flat[int(np.argmax(probs))]
         if self.fill_holes:
@@ -53,6 +53,13 @@ class PostProcess:
                     keep &= sizes == sizes.max()
                 mask = np.isin(labels, np.flatnonzero(keep) + 1)
         return mask.astype(np.uint8)
+
+    def best_guess(self, probs: np.ndarray) -> bool:
+        """Whether this rule's mask of ``(H, W)`` ``probs`` is the fallback's best guess: no
+        pixel reaches the threshold and the most probable one reaches ``fallback``."""
+        probs = np.asarray(probs)
+        return bool(self.fallback > 0 and probs.size and probs.max() < self.threshold
+                    and probs.max() >= self.fallback)
 
     def describe(self) -> str:
         """The steps beyond the threshold in words, e.g. ``"largest region kept"``."""

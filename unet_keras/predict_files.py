@@ -16,6 +16,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -85,14 +86,22 @@ def plan_outputs(files: Sequence[Path], output: Path,
     return plan
 
 
+class Segmentation(NamedTuple):
+    """One slice segmented by :func:`segment_images`, all at the slice's own ``H, W``."""
+
+    x: np.ndarray  #: the preprocessed image ``(H, W, C)`` in [0, 1]
+    probs: np.ndarray  #: tumour probabilities ``(H, W)`` float32
+    mask: np.ndarray  #: ``(H, W)`` uint8 0/1
+    best_guess: bool  #: no pixel reached the threshold; ``mask`` is the fallback's best guess
+
+
 def segment_images(model: keras.Model, images: Sequence[np.ndarray],
                    threshold: float | None = None, tta: bool | None = None,
                    batch_size: int = 8, postprocess: bool | None = None
-                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Raw slices (any sizes, dtypes, 1 or 3 channels) -> per slice ``(x, probs, mask)``.
+                   ) -> list[Segmentation]:
+    """Raw slices (any sizes, dtypes, 1 or 3 channels) -> a :class:`Segmentation` each.
 
-    ``x``: the preprocessed image ``(H, W, C)`` in [0, 1]; ``probs``: ``(H, W)`` float32;
-    ``mask``: ``(H, W)`` uint8 0/1, all at that slice's own H, W. Slices of equal size go
+    Slices of equal size go
     through the model together, ``batch_size`` per forward pass. ``threshold``, ``tta`` (flip
     test-time augmentation) and ``postprocess``: default the model's own
     (:func:`~unet_keras.inference.mask_rule`, :func:`~unet_keras.inference.default_tta`);
@@ -110,7 +119,7 @@ def segment_images(model: keras.Model, images: Sequence[np.ndarray],
         batch = predict_any_size(model, np.stack([xs[i] for i in indices]), batch_size, tta)
         for i, p in zip(indices, batch, strict=True):
             probs[i] = p
-    return [(x, p, rule(p)) for x, p in zip(xs, probs, strict=True)]
+    return [Segmentation(x, p, rule(p), rule.best_guess(p)) for x, p in zip(xs, probs, strict=True)]
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,
@@ -120,8 +129,9 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
                   relative: Sequence[str | os.PathLike] | None = None,
                   overwrite: bool = False, progress: bool = False,
                   postprocess: bool | None = None) -> Iterator[dict]:
-    """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct"}`` in the
-    order of ``files``.
+    """Segment each file; yield ``{"input", "mask", "overlay", "area_px", "area_pct",
+    "best_guess"}`` in the order of ``files`` (``best_guess``: no pixel reached the threshold
+    and the mask is the stored fallback's best guess, see :class:`Segmentation`).
 
     The outputs are planned and checked first (:func:`plan_outputs`: no two inputs share an
     output, no earlier file is replaced unless ``overwrite``), then the model is loaded
@@ -143,8 +153,8 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
     def flush() -> Iterator[dict]:
         results = segment_images(model, [image for _, image, _ in pending], threshold, tta,
                                  batch_size, postprocess)
-        done = [_write_outputs(f, x, mask, paths)
-                for (f, _, paths), (x, _, mask) in zip(pending, results, strict=True)]
+        done = [_write_outputs(f, result, paths)
+                for (f, _, paths), result in zip(pending, results, strict=True)]
         pending.clear()
         bar.update(len(done))
         yield from done
@@ -163,11 +173,13 @@ def segment_files(files: Sequence[Path], output: Path, model_path: str | None = 
             yield from flush()
 
 
-def _write_outputs(f: Path, x: np.ndarray, mask: np.ndarray, paths: tuple[Path, Path]) -> dict:
+def _write_outputs(f: Path, result: Segmentation, paths: tuple[Path, Path]) -> dict:
     """Write the mask (0/255) and the overlay of one input; describe them."""
     mask_path, overlay_path = paths
+    mask = result.mask
     write_png(mask_path, mask * 255)
-    write_png(overlay_path, (overlay(x, mask) * 255).round().astype(np.uint8))
+    write_png(overlay_path, (overlay(result.x, mask) * 255).round().astype(np.uint8))
     area = int(mask.sum())
     return {"input": str(f), "mask": str(mask_path), "overlay": str(overlay_path),
-            "area_px": area, "area_pct": 100.0 * area / mask.size}
+            "area_px": area, "area_pct": 100.0 * area / mask.size,
+            "best_guess": result.best_guess}

@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                                 relative=[rel for _, rel in inputs], overwrite=args.overwrite,
                                 progress=not args.quiet):
         # tqdm.write: the line goes above the bar instead of through it
+        guess = " (a best guess: no pixel reached the threshold)" if record["best_guess"] else ""
         tqdm.write(f"{record['input']}: {record['area_px']} tumor px "
-                   f"({record['area_pct']:.2f}%) -> {record['mask']}", file=sys.stdout)
+                   f"({record['area_pct']:.2f}%){guess} -> {record['mask']}", file=sys.stdout)
     return 0
 
 

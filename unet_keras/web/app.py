@@ -85,6 +85,9 @@ class SegmentOut(BaseModel):
     tta: bool = Field(description="whether the probabilities are the mean over flips")
     postprocess: str = Field(description="what was done to the thresholded mask, in words "
                              "(e.g. 'largest region'; 'no post-processing')")
+    best_guess: bool = Field(description="no pixel reached the threshold: the mask is the "
+                             "fallback's best guess (see GET /api/model fallback), less sure "
+                             "than a mask that reached it")
     inference_ms: float = Field(description="time from queueing the slice to its probabilities")
 
 
@@ -283,7 +286,8 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
                 image=png_data_url(to_uint8(x)), mask=png_data_url(mask * 255),
                 overlay=png_data_url(outlined_overlay(x, mask)), tumor_area_px=area,
                 tumor_area_percent=100.0 * area / mask.size, threshold=threshold, tta=tta,
-                postprocess=rule.describe(), inference_ms=inference_ms)
+                postprocess=rule.describe(), best_guess=rule.best_guess(probs),
+                inference_ms=inference_ms)
 
         return await run_in_threadpool(render)
 

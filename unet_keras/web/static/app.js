@@ -107,6 +107,7 @@ async function segment(file) {
   setNumber("area-px", current.tumor_area_px, count(current.tumor_area_px));
   setNumber("area-pct", current.tumor_area_percent, current.tumor_area_percent.toFixed(2));
   $("image-size").textContent = `${current.width} × ${current.height}`;
+  $("best-guess").hidden = !current.best_guess;
   const link = $("mask-download");
   link.href = current.mask;
   link.download = `${stem(current.filename)}_mask.png`;
