@@ -63,6 +63,27 @@ def test_meta_rejects_impossible_values(tmp_path):
         read_model_meta(wrong)
 
 
+def test_metadata_from_a_newer_version_is_refused_naming_the_unknown_field(tmp_path, capsys):
+    from unet_keras.cli.predict import main
+
+    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
+    newer = tmp_path / "newer.keras"
+    build_unet(arch).save(newer)
+    record = {**ModelMeta(arch=arch.to_dict(), threshold=0.4).to_dict(), "dilate_px": 3}
+    with zipfile.ZipFile(newer, "a") as z:  # what a later version might write
+        z.writestr(MEMBER, json.dumps(record))
+    with pytest.raises(ValueError, match=r"newer\.keras: model metadata fields dilate_px are "
+                                         r"unknown.*newer one.*upgrade"):
+        read_model_meta(newer)
+    image = tmp_path / "s.png"
+    keras.utils.save_img(image, np.zeros((16, 16, 1), np.uint8), scale=False)
+    # the CLI: one line, exit 2, nothing written
+    assert main([str(image), "--model", str(newer), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "dilate_px" in err and "Traceback" not in err
+    assert not list((tmp_path / "out").glob("*_mask.png"))
+
+
 def test_metadata_written_before_tta_existed_reads_as_no_tta_and_no_postprocessing(tmp_path):
     old = tmp_path / "old.keras"
     with zipfile.ZipFile(old, "w") as z:  # what versions before the tta field wrote

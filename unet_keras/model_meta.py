@@ -22,7 +22,8 @@ says how to use it:
 Files written before this existed have no such member; :func:`read_model_meta` then returns
 ``None`` and callers fall back to the model's input shape, 0.5 and no TTA. Files written before
 ``tta`` existed read as ``tta=False``, and those written before the post-processing fields
-as no post-processing.
+as no post-processing. A file with a field this version does not know (written by a newer
+one) is refused with a message naming the field, not used without it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,14 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta | None:
             record = json.loads(archive.read(MEMBER))
     except (OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: unreadable model metadata ({exc})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: invalid model metadata in {MEMBER} (not a JSON object)")
+    unknown = sorted(set(record) - {f.name for f in fields(ModelMeta)})
+    if unknown:
+        # a field this version cannot apply may change the masks: refuse rather than ignore it
+        raise ValueError(f"{path}: model metadata fields {', '.join(unknown)} are unknown to "
+                         f"this version of unet-keras (the file was written by a newer one); "
+                         f"upgrade unet-keras to use it")
     try:
         return ModelMeta(**record)
     except (TypeError, ValueError) as exc:
