@@ -225,6 +225,8 @@ def test_evaluate_flags_the_slices_whose_mask_is_a_best_guess(sample_dir, tmp_pa
     import csv
     import shutil
 
+    import cv2
+
     from unet_keras import ArchConfig, build_unet
     from unet_keras.evaluation import evaluate
     from unet_keras.model_meta import ModelMeta, write_model_meta
@@ -253,3 +255,31 @@ def test_evaluate_flags_the_slices_whose_mask_is_a_best_guess(sample_dir, tmp_pa
         table = (out / "table1.md").read_text()
         assert ("Best guesses (no pixel reached the threshold): all 3 of 3" in table) is (
             guesses > 0)
+    # a cut between the slices' peaks: only those whose peak is under it are guesses
+    peaks = {r["id"]: None for r in rows}
+    import keras
+
+    from unet_keras.data.preprocess import preprocess_image
+    from unet_keras.inference import load_model, predict_any_size
+
+    keras.utils.set_random_seed(3)
+    model = build_unet(arch)
+    head = model.get_layer("head")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 20.0, bias])  # peaks spread apart (about 0.71-0.74)
+    model.save(path)
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=64))  # as evaluated
+    model = load_model(path)
+    for name in peaks:
+        image = cv2.imread(str(data / "images" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        peaks[name] = float(predict_any_size(model, preprocess_image(image, None, 3)).max())
+    low, high = sorted(peaks.values())[:2]
+    assert high - low > 5e-3  # room for a cut between them
+    write_model_meta(path, ModelMeta(arch=arch.to_dict(), image_size=64,
+                                     threshold=(low + high) / 2, fallback=0.1))
+    out = tmp_path / "eval-mixed"
+    metrics = evaluate(model_path=path, data=str(data), output=out, log=lambda *_: None)["all"]
+    with open(out / "per_image.csv") as f:
+        flags = {r["id"]: r["best_guess"] for r in csv.DictReader(f)}
+    assert flags == {k: str(int(v < (low + high) / 2)) for k, v in peaks.items()}
+    assert metrics["best_guesses"] == 1

@@ -73,7 +73,7 @@ def test_metadata_from_a_newer_version_is_refused_naming_the_unknown_field(tmp_p
     with zipfile.ZipFile(newer, "a") as z:  # what a later version might write
         z.writestr(MEMBER, json.dumps(record))
     with pytest.raises(ValueError, match=r"newer\.keras: model metadata fields dilate_px are "
-                                         r"unknown.*newer one.*upgrade"):
+                                         r"unknown.*newer version.*upgrade"):
         read_model_meta(newer)
     image = tmp_path / "s.png"
     keras.utils.save_img(image, np.zeros((16, 16, 1), np.uint8), scale=False)

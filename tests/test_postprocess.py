@@ -59,6 +59,33 @@ def test_fallback_keeps_the_region_around_the_most_probable_pixel_only_when_noth
     assert not PostProcess(threshold=0.35, fallback=0.1).best_guess(np.zeros((4, 4), np.float32))
 
 
+def test_best_guess_agrees_with_the_mask_it_describes():
+    # a pixel exactly at a float32 threshold reaches it: that slice is not a guess
+    probs = np.full((8, 8), 0.2, np.float32)
+    probs[4, 4] = np.float32(0.35)
+    rule = PostProcess(threshold=float(np.float32(0.35)), fallback=0.1)
+    assert rule(probs).sum() == 1 and not rule.best_guess(probs)
+    # on random slices, at cuts set to their own pixel values: a guess exactly when nothing
+    # reaches the cut, the peak reaches the fallback and the mask is the region around it
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = (rng.random((12, 12)) * rng.random()).astype(np.float32)
+        t = float(rng.choice(p.ravel())) if rng.random() < 0.5 else float(p.max()) + 1e-3
+        rule = PostProcess(threshold=min(t, 0.99), fallback=0.05,
+                           keep_largest=bool(rng.random() < 0.5))
+        nothing = not (p >= rule.threshold).any()
+        mask, guessed = rule.mask_and_guess(p)
+        assert guessed == (nothing and p.max() >= 0.05)
+        assert guessed == rule.best_guess(p) and np.array_equal(mask, rule(p))
+        if guessed:
+            assert mask.flat[int(np.argmax(p))] == 1
+    # a guess that min_size then drops is an empty mask, not a guess
+    tiny = np.zeros((8, 8), np.float32)
+    tiny[2, 2] = 0.3
+    assert not PostProcess(threshold=0.5, fallback=0.1, min_size=4).best_guess(tiny)
+    assert PostProcess(threshold=0.5, fallback=0.1).best_guess(tiny)
+
+
 def test_describe_names_each_step():
     assert PostProcess().describe() == "no post-processing"
     words = PostProcess(keep_largest=True, fallback=0.3).describe()

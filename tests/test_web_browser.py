@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -357,6 +358,17 @@ def test_page_states_the_model_s_post_processing(tmp_path):
                     if path == guess:
                         expect(note).to_be_visible()
                         expect(note).to_contain_text("best guess")
+                        # and in the batch table, scored against its truth (/api/dice)
+                        pair = [tmp_path / "1.png", tmp_path / "1_mask.png"]
+                        shutil.copy(IMAGES / "1.png", pair[0])
+                        shutil.copy(MASKS / "1.png", pair[1])
+                        page.set_input_files("#batch-input", [str(f) for f in pair])
+                        expect(page.locator("#batch-status")).to_have_attribute("data-done",
+                                                                                "true")
+                        row = page.locator("#batch-rows tr")
+                        expect(row).to_have_count(1)
+                        expect(row.locator(".dice")).not_to_have_text("—")
+                        expect(row.locator(".area-px")).to_contain_text("(best guess)")
                     else:
                         expect(note).to_be_hidden()
                     page.close()

@@ -357,7 +357,14 @@ def test_segment_says_when_its_mask_is_a_best_guess(tmp_path):
                                          (float(np.median(probs)), 0.1, False)):
         write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=threshold,
                                          fallback=fallback))
+        truth = cv2.imencode(".png", np.zeros((32, 32), np.uint8))[1].tobytes()
         with TestClient(create_app(path)) as c:
             out = c.post("/api/segment", files={"file": ("s.png", io.BytesIO(png))}).json()
-        assert out["best_guess"] is guessed
+            scored = c.post("/api/dice", files={"truth": ("t.png", io.BytesIO(truth)),
+                                                "image": ("s.png", io.BytesIO(png))}).json()
+            given = c.post("/api/dice", files={"truth": ("t.png", io.BytesIO(truth)),
+                                               "prediction": ("p.png", io.BytesIO(truth))})
+        assert out["best_guess"] is guessed and scored["best_guess"] is guessed
+        assert given.json()["best_guess"] is None  # a given mask: not the model's to say
         assert (out["tumor_area_px"] > 0) is (guessed or fallback == 0.1)
+        assert scored["predicted_area_px"] == out["tumor_area_px"]

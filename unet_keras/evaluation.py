@@ -214,12 +214,13 @@ def evaluate_split(model: keras.Model, slices: Sequence[data_lib.Slice], images:
     truth, probs = split_probabilities(model, slices, images, masks, resolution, tta,
                                        progress, desc)
     plain = [(p >= threshold).astype(np.uint8) for p in probs]
-    pred = plain if rule == PostProcess(threshold=threshold) else [rule(p) for p in probs]
+    made = [rule.mask_and_guess(p) for p in probs]
+    pred = plain if rule == PostProcess(threshold=threshold) else [m for m, _ in made]
     per_image = per_image_scores(truth, pred)
     metrics = score_split(truth, pred, [s.patient_id for s in slices], per_image)
     metrics["by_size"] = dice_by_size(truth, per_image["dice"])
     per_image["tumour_contrast"] = [tumour_contrast(s.image, s.mask) for s in slices]
-    per_image["best_guess"] = [rule.best_guess(p) for p in probs]
+    per_image["best_guess"] = [g for _, g in made]
     metrics["by_contrast"] = dice_by_contrast(per_image["tumour_contrast"], per_image["dice"],
                                               [bool(np.any(s.mask)) for s in slices])
     metrics["threshold"] = threshold

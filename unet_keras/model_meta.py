@@ -106,8 +106,8 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta | None:
     if unknown:
         # a field this version cannot apply may change the masks: refuse rather than ignore it
         raise ValueError(f"{path}: model metadata fields {', '.join(unknown)} are unknown to "
-                         f"this version of unet-keras (the file was written by a newer one); "
-                         f"upgrade unet-keras to use it")
+                         f"this version of unet-keras (a newer version's, or a typo); if a "
+                         f"newer version wrote the file, upgrade unet-keras to use it")
     try:
         return ModelMeta(**record)
     except (TypeError, ValueError) as exc:

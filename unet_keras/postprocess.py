@@ -37,9 +37,22 @@ class PostProcess:
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         """``(H, W)`` probabilities -> ``(H, W)`` uint8 0/1 mask."""
+        return self.mask_and_guess(probs)[0]
+
+    def best_guess(self, probs: np.ndarray) -> bool:
+        """Whether this rule's mask of ``(H, W)`` ``probs`` is the fallback's best guess: no
+        pixel reaches the threshold, the most probable one reaches ``fallback``, and the mask
+        is not empty."""
+        return self.mask_and_guess(probs)[1]
+
+    def mask_and_guess(self, probs: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``(mask, best_guess)``: :meth:`__call__`'s mask and :meth:`best_guess`'s answer,
+        from one pass."""
         probs = np.asarray(probs)
         mask = probs >= self.threshold
-        if self.best_guess(probs):
+        guessed = bool(self.fallback > 0 and probs.size and not mask.any()
+                       and probs.max() >= self.fallback)
+        if guessed:
             labels, _ = ndimage.label(probs >= probs.max() / 2, structure=EIGHT)
             mask = labels == labels.flat[int(np.argmax(probs))]
         if self.fill_holes:
@@ -52,14 +65,7 @@ class PostProcess:
                 if self.keep_largest:
                     keep &= sizes == sizes.max()
                 mask = np.isin(labels, np.flatnonzero(keep) + 1)
-        return mask.astype(np.uint8)
-
-    def best_guess(self, probs: np.ndarray) -> bool:
-        """Whether this rule's mask of ``(H, W)`` ``probs`` is the fallback's best guess: no
-        pixel reaches the threshold and the most probable one reaches ``fallback``."""
-        probs = np.asarray(probs)
-        return bool(self.fallback > 0 and probs.size and probs.max() < self.threshold
-                    and probs.max() >= self.fallback)
+        return mask.astype(np.uint8), guessed and bool(mask.any())
 
     def describe(self) -> str:
         """The steps beyond the threshold in words, e.g. ``"largest region kept"``."""

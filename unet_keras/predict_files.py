@@ -119,7 +119,7 @@ def segment_images(model: keras.Model, images: Sequence[np.ndarray],
         batch = predict_any_size(model, np.stack([xs[i] for i in indices]), batch_size, tta)
         for i, p in zip(indices, batch, strict=True):
             probs[i] = p
-    return [Segmentation(x, p, rule(p), rule.best_guess(p)) for x, p in zip(xs, probs, strict=True)]
+    return [Segmentation(x, p, *rule.mask_and_guess(p)) for x, p in zip(xs, probs, strict=True)]
 
 
 def segment_files(files: Sequence[Path], output: Path, model_path: str | None = None,

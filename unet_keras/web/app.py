@@ -107,6 +107,9 @@ class DiceOut(BaseModel):
         default=None, description="with 'image': the slice with true positives, false "
         "positives and false negatives tinted (colours: GET /api/model agreement_colors), "
         "PNG data URL; null with 'prediction'")
+    best_guess: bool | None = Field(
+        default=None, description="with 'image': no pixel reached the threshold and the mask "
+        "is the fallback's best guess (as in /api/segment); null with 'prediction'")
 
 
 class HealthOut(BaseModel):
@@ -277,7 +280,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
         start = time.perf_counter()
         probs = await probabilities(x)
         inference_ms = (time.perf_counter() - start) * 1e3
-        mask = rule(probs)
+        mask, guessed = rule.mask_and_guess(probs)
 
         def render() -> SegmentOut:
             area = int(mask.sum())
@@ -286,7 +289,7 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
                 image=png_data_url(to_uint8(x)), mask=png_data_url(mask * 255),
                 overlay=png_data_url(outlined_overlay(x, mask)), tumor_area_px=area,
                 tumor_area_percent=100.0 * area / mask.size, threshold=threshold, tta=tta,
-                postprocess=rule.describe(), best_guess=rule.best_guess(probs),
+                postprocess=rule.describe(), best_guess=guessed,
                 inference_ms=inference_ms)
 
         return await run_in_threadpool(render)
@@ -307,12 +310,12 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
                                    "'prediction' (a predicted mask) along with 'truth'")
         truth_upload = uploads["truth"]
         truth = await run_in_threadpool(decode_mask, truth_upload)
-        x = None
+        x, guessed = None, None
         if "image" in uploads:
             other = uploads["image"]
             x = await run_in_threadpool(decode_image, other)
             _check_same_size(truth, truth_upload, x, other)
-            pred = rule(await probabilities(x))
+            pred, guessed = rule.mask_and_guess(await probabilities(x))
         else:
             other = uploads["prediction"]
             pred = await run_in_threadpool(decode_mask, other)
@@ -329,7 +332,8 @@ def create_app(model_path: str | Path | None = None, *, threshold: float | None 
                            false_positive_px=int((p & ~t).sum()),
                            false_negative_px=int((t & ~p).sum()),
                            agreement=None if x is None else
-                           png_data_url(agreement_overlay(x, truth, pred)))
+                           png_data_url(agreement_overlay(x, truth, pred)),
+                           best_guess=guessed)
 
         return await run_in_threadpool(score)
 

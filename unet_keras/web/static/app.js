@@ -320,7 +320,7 @@ async function runOne(entry) {
   const c = entry.cells;
   try {
     const slice = await entry.slice.load();
-    let width, height, area;
+    let width, height, area, guessed;
     if (entry.mask) {
       const truth = entry.mask === entry.slice ? slice : await entry.mask.load();
       const r = await postFiles("/api/dice", { truth, image: slice });
@@ -329,17 +329,24 @@ async function runOne(entry) {
       numberCell(c.dice, r.dice, r.dice.toFixed(4));
       numberCell(c.iou, r.iou, r.iou.toFixed(4));
       entry.result = { area, percent: (100 * area) / (width * height), dice: r.dice, iou: r.iou };
+      guessed = r.best_guess;
       entry.truthFile = truth;
     } else {
       const r = await postFiles("/api/segment", { file: slice });
       [width, height, area] = [r.width, r.height, r.tumor_area_px];
       c.truthPx.textContent = c.dice.textContent = c.iou.textContent = "—";
       entry.result = { area, percent: r.tumor_area_percent };
+      guessed = r.best_guess;
     }
     entry.sliceFile = slice;
     c.size.textContent = `${width} × ${height}`;
     numberCell(c.areaPx, area, count(area));
     numberCell(c.areaPct, entry.result.percent, entry.result.percent.toFixed(2));
+    if (guessed) {
+      c.areaPx.append(" (best guess)");
+      c.areaPx.title = "No pixel reached the threshold: the model's best guess";
+      entry.tr.classList.add("best-guess");
+    }
     const show = document.createElement("button");
     show.type = "button";
     show.className = "show";
