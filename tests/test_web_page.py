@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -310,21 +311,27 @@ def test_the_page_uses_the_model_s_own_flip_tta_choice(tmp_path):
     assert abs(areas[None] - areas[False]) > 10  # TTA changed the mask: the check can fail
 
 
-def test_the_page_uses_the_model_s_own_postprocessing(tmp_path):
-    from scipy import ndimage
-
-    from unet_keras.data.preprocess import preprocess_image
-    from unet_keras.model_meta import ModelMeta, write_model_meta
-
+def fresh_model_and_slice(tmp_path, seed: int) -> tuple[ArchConfig, Path, bytes, np.ndarray]:
+    """A fresh size-free U-Net saved to ``tmp_path/run/model.keras``, a random 32x32 slice as
+    PNG bytes, and the model's probabilities for it: ``(arch, path, png, probs)``."""
     arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
     path = tmp_path / "run" / "model.keras"
     path.parent.mkdir()
     model = build_unet(arch)
     model.save(path)
-    image = (np.random.default_rng(3).random((32, 32)) * 255).astype(np.uint8)
+    image = (np.random.default_rng(seed).random((32, 32)) * 255).astype(np.uint8)
     png = cv2.imencode(".png", image)[1].tobytes()
     probs = np.asarray(model.predict_on_batch(
         preprocess_image(image, image_size=None, channels=1)[None]))[0, ..., 0]
+    return arch, path, png, probs
+
+
+def test_the_page_uses_the_model_s_own_postprocessing(tmp_path):
+    from scipy import ndimage
+
+    from unet_keras.model_meta import ModelMeta, write_model_meta
+
+    arch, path, png, probs = fresh_model_and_slice(tmp_path, seed=3)
     t = float(np.quantile(probs, 0.7))  # several regions at this cut
     write_model_meta(path, ModelMeta(arch=arch.to_dict(), threshold=t, keep_largest=True))
     labels, n = ndimage.label(probs >= t, structure=np.ones((3, 3)))
@@ -343,15 +350,7 @@ def test_the_page_uses_the_model_s_own_postprocessing(tmp_path):
 def test_segment_says_when_its_mask_is_a_best_guess(tmp_path):
     from unet_keras.model_meta import ModelMeta, write_model_meta
 
-    arch = ArchConfig(input_shape=(None, None, 1), base_filters=4, depth=2)
-    path = tmp_path / "run" / "model.keras"
-    path.parent.mkdir()
-    model = build_unet(arch)
-    model.save(path)
-    image = (np.random.default_rng(4).random((32, 32)) * 255).astype(np.uint8)
-    png = cv2.imencode(".png", image)[1].tobytes()
-    probs = np.asarray(model.predict_on_batch(
-        preprocess_image(image, image_size=None, channels=1)[None]))[0, ..., 0]
+    arch, path, png, probs = fresh_model_and_slice(tmp_path, seed=4)
     above = float(probs.max()) + 0.05  # no pixel reaches it
     for threshold, fallback, guessed in ((above, 0.1, True), (above, 0.0, False),
                                          (float(np.median(probs)), 0.1, False)):
