@@ -71,8 +71,27 @@ def test_table1_has_paper_columns_and_aggregation_across_runs(tmp_path):
     assert agg["dice"]["mean"] == pytest.approx((weak + 1.0) / 2)
     assert agg["dice"]["std"] == pytest.approx(abs(1.0 - weak) / 2)
     assert agg["n_runs"] == 2
+    # the scalars every run has: the weak run misses 1 slice of 3, its median Dice is 20/30
+    assert agg["miss_rate"]["mean"] == pytest.approx((1 / 3 + 0.0) / 2)
+    assert agg["dice_median"]["mean"] == pytest.approx((20 / 30 + 1.0) / 2)
+    assert "best_guesses" not in agg  # score_split alone does not count best guesses
     table = table1_markdown({"test": score_split(truth, pred)})
     assert "0.897±0.004" in table and f"{weak:.3f}" in table
+
+
+def test_aggregation_carries_best_guesses_only_where_every_run_has_them(tmp_path):
+    truth, pred = masks()
+    runs = []
+    for k, guesses in enumerate((1, 4, None)):  # the third run's record predates the count
+        d = tmp_path / f"run{k}"
+        d.mkdir()
+        m = score_split(truth, pred)
+        if guesses is not None:
+            m["best_guesses"] = guesses
+        (d / "metrics.json").write_text(json.dumps({"test": m}))
+        runs.append(d)
+    assert aggregate_runs(runs[:2])["test"]["best_guesses"] == {"mean": 2.5, "std": 1.5}
+    assert "best_guesses" not in aggregate_runs(runs)["test"]
 
 
 def test_native_resolution_scores_masks_of_different_sizes_by_hand():
