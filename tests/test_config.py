@@ -161,3 +161,7 @@ def test_presets_apply_before_config_file_and_flags(tmp_path):
                           "--output", str(tmp_path / "r")])
     assert (cfg.patch_size, cfg.arch.base_filters, cfg.loss) == (64, 16, "bce_dice")
     assert resolve_config(["--output", "x"]).epochs == TrainConfig().epochs == 120
+    # the README's first command trains a fixed number of steps, so its numbers do not depend
+    # on how fast the machine is (a time budget trains fewer steps on a slower CPU)
+    quick = resolve_config(["--preset", "quickstart", "--output", str(tmp_path / "q")])
+    assert quick.steps > 0 and quick.time_budget == 0
