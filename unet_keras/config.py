@@ -236,8 +236,8 @@ _CPU_RECIPE: dict[str, Any] = {
 #: ``cpu-sitting`` continues a model so trained (with ``--init-from`` and ``--hard-examples``);
 #: see REPRODUCE.md. ``quickstart`` is the ``cpu`` recipe shrunk to 1,200 steps on the bundled
 #: sample (README's first command; 2-3 minutes on 2 cores). It counts steps, not minutes, so
-#: that every machine trains as many steps and the README's numbers can be checked (a time
-#: budget trained half as many steps on a slower CPU, and got test Dice 0.09 instead).
+#: that every machine trains as many steps and the README's numbers can be checked (a
+#: one-minute budget ran 404 steps on one of this project's CPUs and got test Dice 0.09).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": _CPU_RECIPE,
