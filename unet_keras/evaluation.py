@@ -481,19 +481,22 @@ def table1_markdown(results: dict, title: str = "Table 1") -> str:
 
 
 #: Single-number fields of a split's metrics that :func:`aggregate_runs` carries (mean ± std
-#: across runs) when every run's ``metrics.json`` has them; older records lack the later ones.
-AGGREGATED_SCALARS = ("dice_global", "dice_median", "miss_rate", "best_guesses")
+#: across runs) when every run's ``metrics.json`` has them (older records lack them);
+#: ``dice_global`` is in every record and always carried.
+AGGREGATED_SCALARS = ("dice_median", "miss_rate", "best_guesses")
 
 
 def aggregate_runs(run_dirs: Sequence[str | os.PathLike]) -> dict:
-    """Mean ± std across runs of each run's per-image means of Dice, IoU and accuracy, and of
-    :data:`AGGREGATED_SCALARS` that every run has (reads each ``metrics.json``)."""
+    """Mean ± std across runs of each run's per-image means of Dice, IoU and accuracy, of its
+    pooled Dice, and of :data:`AGGREGATED_SCALARS` that every run has (reads each
+    ``metrics.json``)."""
     per_run = [json.loads(_read(Path(d) / "metrics.json")) for d in run_dirs]
     splits = [s for s in per_run[0] if all(s in r for r in per_run)]
     out = {}
     for split in splits:
         out[split] = {key: _mean_std([r[split][key]["mean"] for r in per_run])
                       for key in ("dice", "iou", "accuracy")}
+        out[split]["dice_global"] = _mean_std([r[split]["dice_global"] for r in per_run])
         for key in AGGREGATED_SCALARS:
             if all(key in r[split] for r in per_run):
                 out[split][key] = _mean_std([r[split][key] for r in per_run])
